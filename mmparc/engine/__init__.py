@@ -1,0 +1,3 @@
+from .amp import FallbackAmpOptimWrapper
+
+__all__ = ['FallbackAmpOptimWrapper']

@@ -1,0 +1,35 @@
+"""Mixed precision that degrades to fp32 where mmengine's AMP cannot run."""
+from typing import Optional, Union
+
+import torch
+from mmengine.device import is_cuda_available, is_mlu_available, is_musa_available, is_npu_available
+from mmengine.logging import print_log
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
+
+from ..registry import OPTIM_WRAPPERS
+
+
+@OPTIM_WRAPPERS.register_module()
+class FallbackAmpOptimWrapper:
+    """Build an ``AmpOptimWrapper``, or a plain ``OptimWrapper`` on CPU.
+
+    mmengine's ``AmpOptimWrapper`` asserts an accelerator; the paper's recipes
+    train with mixed precision, and the same config should still run (in
+    fp32, with one warning) on a machine without one.
+    """
+
+    def __new__(cls, optimizer: torch.optim.Optimizer,
+                loss_scale: Union[str, float, dict] = 'dynamic',
+                dtype: Optional[Union[str, torch.dtype]] = None,
+                accumulative_counts: int = 1,
+                clip_grad: Optional[dict] = None) -> OptimWrapper:
+        if any(check() for check in (is_cuda_available, is_npu_available,
+                                     is_mlu_available, is_musa_available)):
+            return AmpOptimWrapper(optimizer=optimizer, loss_scale=loss_scale, dtype=dtype,
+                                   accumulative_counts=accumulative_counts,
+                                   clip_grad=clip_grad)
+        print_log('Mixed precision needs a GPU (or NPU/MLU/MUSA); none is available, '
+                  'so this run trains in fp32 with a plain OptimWrapper.',
+                  logger='current', level=30)
+        return OptimWrapper(optimizer=optimizer, accumulative_counts=accumulative_counts,
+                            clip_grad=clip_grad)

@@ -1,0 +1,349 @@
+"""ParCNetV2 backbone: shapes, numerical parity, API, bad input."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.config import Config
+from mmengine.runner import load_checkpoint
+
+import mmparc  # noqa: F401
+import reference_official as ref
+from mmparc.convert import convert_file, convert_official, unwrap_state_dict
+from mmparc.models import OversizedConv2d, ParCNetV2, conv1d_same, resample_kernel
+
+CONFIGS = 'configs/imagenet_parcnetv2_{}.py'
+
+
+def classifier_from_config(arch: str, kernel_mode: str = 'fixed'):
+    from mmpretrain.registry import MODELS
+    cfg = Config.fromfile(CONFIGS.format(arch))
+    cfg.model.backbone.kernel_mode = kernel_mode
+    cfg.model.pop('data_preprocessor', None)
+    cfg.model.pop('train_cfg', None)
+    return MODELS.build(cfg.model).eval()
+
+
+def save_official(tmp_path, state, wrap=None, name='official.pth'):
+    path = tmp_path / name
+    torch.save(state if wrap is None else wrap(state), path)
+    return str(path)
+
+
+# ------------------------------------------------------------------ parity
+@pytest.mark.parametrize('arch', ['xt', 't', 's', 'b'])
+def test_classifier_logits_match_official(tmp_path, arch):
+    official = ref.random_official_state_dict(arch, seed=1)
+    src = save_official(tmp_path, official, wrap=lambda s: {'model': s})
+    dst = str(tmp_path / 'cls.pth')
+    convert_file(src, dst, 'classifier')
+    model = classifier_from_config(arch)
+    load_checkpoint(model, dst, strict=True)
+    x = torch.randn(2, 3, 224, 224)
+    depths = ref.ARCHS[arch][0]
+    with torch.no_grad():
+        ours = model(x, mode='tensor')
+        expected = ref.classify(official, x, depths)
+    assert expected.abs().max() > 1e-2  # the comparison is not vacuous
+    assert (ours - expected).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize('size', [(224, 224), (160, 97)])
+def test_global_mode_matches_official_interpolate(tmp_path, size):
+    official = ref.random_official_state_dict('xt', seed=2)
+    model = ParCNetV2('xt', kernel_mode='global', out_indices=-1).eval()
+    dst = str(tmp_path / 'bb.pth')
+    convert_file(save_official(tmp_path, official), dst, 'backbone')
+    missing = load_checkpoint(model, dst, strict=False)
+    x = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        pooled = model(x)[0]
+        stage = ref.features(official, x, ref.ARCHS['xt'][0], interpolate=True)[-1].mean((2, 3))
+    expected = F.layer_norm(stage, stage.shape[1:], official['norm.weight'], official['norm.bias'],
+                            eps=1e-6)
+    # The backbone target drops the classifier norm; load it for this check.
+    model.norm3.load_state_dict({'weight': official['norm.weight'], 'bias': official['norm.bias']})
+    with torch.no_grad():
+        pooled = model(x)[0]
+    assert missing is not None
+    assert (pooled - expected).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize('kernel_mode', ['fixed', 'global'])
+@pytest.mark.parametrize('size', [(97, 131), (64, 64)])
+def test_dense_outputs_match_official_backbone(tmp_path, kernel_mode, size):
+    official = ref.random_official_state_dict('t', dense_prefix='backbone.', seed=3)
+    official['neck.lateral_convs.0.conv.weight'] = torch.randn(256, 64, 1, 1)
+    src = save_official(tmp_path, {'state_dict': official, 'meta': {'epoch': 36}})
+    dst = str(tmp_path / 'det.pth')
+    converted = convert_file(src, dst)
+    assert 'neck.lateral_convs.0.conv.weight' in converted
+    model = ParCNetV2('t', kernel_mode=kernel_mode, out_indices=(0, 1, 2, 3),
+                      gap_before_final_norm=False,
+                      init_cfg=dict(type='Pretrained', checkpoint=dst, prefix='backbone.'))
+    model.init_weights()
+    model.eval()
+    x = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        ours = model(x)
+        expected = ref.dense(official, x, ref.ARCHS['t'][0], (0, 1, 2, 3),
+                             interpolate=kernel_mode == 'global')
+    for a, b in zip(ours, expected):
+        assert a.shape == b.shape
+        assert (a - b).abs().max().item() <= 1e-4
+
+
+# ------------------------------------------------------------------ shapes
+@pytest.mark.parametrize('kernel_mode', ['fixed', 'global'])
+@pytest.mark.parametrize('size', [(224, 224), (512, 512), (511, 511), (112, 137), (33, 65)])
+def test_output_shapes(kernel_mode, size):
+    model = ParCNetV2('xt', kernel_mode=kernel_mode, out_indices=(0, 1, 2, 3),
+                      gap_before_final_norm=False).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, *size))
+    h, w = size
+    for i, (out, dim) in enumerate(zip(outs, [48, 96, 192, 320])):
+        h = (h + 4 - 7) // 4 + 1 if i == 0 else (h - 1) // 2 + 1
+        w = (w + 4 - 7) // 4 + 1 if i == 0 else (w - 1) // 2 + 1
+        assert out.shape == (1, dim, h, w)
+        assert torch.isfinite(out).all()
+
+
+def test_classification_output_shape_and_negative_index():
+    model = ParCNetV2('xt', out_indices=(-2, -1)).eval()
+    assert model.out_indices == [2, 3]
+    with torch.no_grad():
+        outs = model(torch.randn(2, 3, 64, 96))
+    assert [o.shape for o in outs] == [(2, 192), (2, 320)]
+
+
+@pytest.mark.parametrize('kernel_mode', ['fixed', 'global'])
+def test_one_by_one_final_map_is_finite_forward_and_backward(kernel_mode):
+    model = ParCNetV2('xt', kernel_mode=kernel_mode, out_indices=(0, 1, 2, 3),
+                      gap_before_final_norm=False)
+    x = torch.randn(2, 3, 32, 32, requires_grad=True)
+    outs = model(x)
+    assert outs[-1].shape[-2:] == (1, 1)
+    sum(o.sum() for o in outs).backward()
+    assert all(torch.isfinite(o).all() for o in outs)
+    assert torch.isfinite(x.grad).all()
+    # A constant input gives zero-length centred vectors in every norm.
+    model.zero_grad()
+    c = torch.zeros(1, 3, 32, 32, requires_grad=True)
+    sum(o.sum() for o in model(c)).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_custom_arch_dict():
+    model = ParCNetV2(dict(depths=[1, 1, 2], dims=[8, 16, 24]), out_indices=(0, 1, 2),
+                      gap_before_final_norm=False)
+    outs = model(torch.randn(1, 3, 40, 40))
+    assert [o.shape[1] for o in outs] == [8, 16, 24]
+    assert model.kernel_sizes == [111, 55, 27]
+    # res-scale sits on the last two stages, as in the four-stage models.
+    assert not hasattr(model.stages[0][0].res_scale1, 'scale')
+    assert hasattr(model.stages[1][0].res_scale1, 'scale')
+
+
+# ------------------------------------------------------------- complexity
+@pytest.mark.parametrize('arch,params,macs', [
+    ('xt', 7.43e6, 1.55e9), ('t', 24.94e6, 4.27e9), ('s', 39.44e6, 7.78e9), ('b', 56.37e6, 12.49e9)])
+def test_classifier_complexity_matches_official(arch, params, macs):
+    from mmparc.analysis import complexity
+    model = classifier_from_config(arch)
+    measured = complexity(model, (3, 224, 224))
+    assert abs(measured['params'] - params) / params < 0.01
+    assert abs(measured['macs'] - macs) / macs < 0.01
+
+
+# -------------------------------------------------------------------- API
+def test_frozen_stages_requires_grad_and_eval_mode_survive_train():
+    model = ParCNetV2('xt', frozen_stages=2, out_indices=(0, 1, 2, 3),
+                      gap_before_final_norm=False, drop_path_rate=0.1)
+    assert model.train() is model
+    for i in range(4):
+        modules = [model.downsample_layers[i], model.stages[i], getattr(model, f'norm{i}')]
+        for module in modules:
+            for p in module.parameters():
+                assert p.requires_grad == (i >= 2)
+            for m in module.modules():
+                assert m.training == (i >= 2)
+
+
+def test_frozen_stages_zero_and_minus_one_freeze_nothing():
+    for frozen in (0, -1):
+        model = ParCNetV2('xt', frozen_stages=frozen)
+        assert all(p.requires_grad for p in model.parameters())
+
+
+def test_with_cp_same_output_and_gradient():
+    torch.manual_seed(0)
+    plain = ParCNetV2('xt', out_indices=(1, 3), gap_before_final_norm=False)
+    ckpt = ParCNetV2('xt', out_indices=(1, 3), gap_before_final_norm=False, with_cp=True)
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 64, 80)
+    outs = []
+    for model in (plain, ckpt):
+        model.train()
+        xi = x.clone().requires_grad_(True)
+        y = model(xi)
+        (y[0].square().mean() + y[1].mean()).backward()
+        outs.append((y, xi.grad, {n: p.grad.clone() for n, p in model.named_parameters()}))
+    for a, b in zip(outs[0][0], outs[1][0]):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(outs[0][1], outs[1][1])
+    for name, grad in outs[0][2].items():
+        torch.testing.assert_close(grad, outs[1][2][name], msg=name)
+
+
+def test_drop_path_rates_are_linear():
+    model = ParCNetV2('t', drop_path_rate=0.4)
+    rates = [getattr(b.drop_path, 'drop_prob', 0.0) for s in model.stages for b in s]
+    assert rates[0] == 0.0 and math.isclose(rates[-1], 0.4, rel_tol=1e-6)
+    assert len(rates) == 21
+
+
+def test_default_init_matches_official():
+    model = ParCNetV2('xt')
+    model.init_weights()
+    w = model.stages[0][0].mlp.fc1.weight
+    assert abs(w.std().item() - 0.02) < 0.003 and w.abs().max() <= 0.04 + 1e-6
+    assert model.stages[0][0].mlp.fc1.bias.abs().max() == 0
+    assert torch.all(model.stages[0][0].norm1.weight == 1)
+
+
+@pytest.mark.parametrize('package', ['mmdet', 'mmseg', 'mmpretrain'])
+def test_built_from_each_registry_as_the_same_class(package):
+    import importlib
+    registry = importlib.import_module(f'{package}.registry').MODELS
+    for name in ('ParCNetV2', 'mmparc.ParCNetV2'):
+        model = registry.build(dict(type=name, arch='xt'))
+        assert type(model) is ParCNetV2
+
+
+@pytest.mark.parametrize('order', [['mmdet', 'mmseg', 'mmpretrain'], ['mmpretrain', 'mmdet', 'mmseg'],
+                                   ['mmseg', 'mmpretrain', 'mmdet']])
+def test_registration_independent_of_import_order(order):
+    import subprocess
+    import sys
+    code = '\n'.join([f'import {p}.registry' for p in order[:1]] + ['import mmparc'] +
+                     [f'import {p}.registry' for p in order[1:]] + [
+        'from mmparc.models import ParCNetV2',
+        'for p in %r:' % order,
+        '    import importlib',
+        '    reg = importlib.import_module(p + ".registry").MODELS',
+        '    for n in ("ParCNetV2", "mmparc.ParCNetV2"):',
+        '        assert type(reg.build(dict(type=n, arch="xt"))) is ParCNetV2, (p, n)',
+        'print("ok")'])
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith('ok')
+
+
+# ------------------------------------------------------------ conversion
+@pytest.mark.parametrize('wrap', [
+    lambda s: s,
+    lambda s: {'state_dict': s, 'epoch': 3},
+    lambda s: {'model': {f'module.{k}': v for k, v in s.items()}},
+])
+def test_conversion_round_trip(tmp_path, wrap):
+    official = ref.random_official_state_dict('xt', seed=4)
+    src = save_official(tmp_path, wrap(official))
+    cls = convert_file(src, str(tmp_path / 'c.pth'), 'classifier')
+    assert set(cls) == ({'backbone.' + k for k in official if k[:5] in ('downs', 'stage')}
+                        | {'backbone.norm3.weight', 'backbone.norm3.bias',
+                           'head.fc.weight', 'head.fc.bias'})
+    back = {}
+    for k, v in cls.items():
+        k = k.replace('backbone.norm3.', 'norm.').replace('head.fc.', 'head.')
+        back[k[len('backbone.'):] if k.startswith('backbone.') else k] = v
+    assert set(back) == set(official)
+    for k in official:
+        assert torch.equal(back[k], official[k]), k
+    bb = convert_file(src, str(tmp_path / 'b.pth'), 'backbone')
+    model = ParCNetV2('xt')
+    result = model.load_state_dict(bb, strict=False)
+    assert result.unexpected_keys == []
+    assert result.missing_keys == ['norm3.weight', 'norm3.bias']
+
+
+def test_conversion_rejects_foreign_checkpoints(tmp_path):
+    with pytest.raises(ValueError, match='not a ParCNetV2 checkpoint'):
+        convert_official({'conv1.weight': torch.zeros(1)})
+    with pytest.raises(ValueError, match='unexpected keys'):
+        convert_official({'stages.0.0.norm1.weight': torch.zeros(1), 'pos_embed': torch.zeros(1)})
+    with pytest.raises(ValueError, match='no state dict'):
+        unwrap_state_dict({'epoch': 3})
+    with pytest.raises(ValueError, match='target'):
+        convert_official(ref.random_official_state_dict('xt'), 'detector')
+
+
+def test_classifier_checkpoint_into_dense_backbone_skips_final_norm(tmp_path):
+    official = ref.random_official_state_dict('xt', seed=5)
+    dst = str(tmp_path / 'cls.pth')
+    convert_file(save_official(tmp_path, official), dst, 'classifier')
+    model = ParCNetV2('xt', out_indices=(0, 1, 2, 3), gap_before_final_norm=False,
+                      init_cfg=dict(type='Pretrained', checkpoint=dst, prefix='backbone.'))
+    model.init_weights()
+    assert torch.all(model.norm3.weight == 1)
+    assert torch.equal(model.stages[3][1].mlp.fc1.weight, official['stages.3.1.mlp.fc1.weight'])
+
+
+def test_kernel_resampling_on_load(tmp_path, caplog):
+    # A checkpoint pretrained at 448 (kernels 223/111/55/27) into 224-sized kernels.
+    official = ref.random_official_state_dict('xt', kernel_sizes=[223, 111, 55, 27], seed=6)
+    dst = str(tmp_path / 'bb.pth')
+    convert_file(save_official(tmp_path, official), dst, 'backbone')
+    model = ParCNetV2('xt', out_indices=(0, 1, 2, 3), gap_before_final_norm=False)
+    from mmengine.logging import MMLogger
+    MMLogger.get_instance('mmparc-test')
+    load_checkpoint(model, dst, strict=False)
+    w = official['stages.1.2.token_mixer.dwconv1.conv_w.weight']
+    resampled = F.interpolate(w, [1, 55], mode='bilinear', align_corners=True)
+    torch.testing.assert_close(model.stages[1][2].token_mixer.dwconv1.conv_w.weight, resampled)
+    assert model.stages[0][0].token_mixer.dwconv1.conv_h.weight.shape == (48, 1, 111, 1)
+
+
+def test_resample_kernel_matches_official_bilinear():
+    w = torch.randn(5, 1, 13, 1)
+    for length in (1, 2, 13, 27, 111):
+        expected = F.interpolate(w, [length, 1], mode='bilinear', align_corners=True)
+        torch.testing.assert_close(resample_kernel(w.flatten(1), length),
+                                   expected.flatten(1))
+
+
+# -------------------------------------------------------------- bad input
+def test_bad_input_channels():
+    with pytest.raises(ValueError, match='3 input channels, got 4'):
+        ParCNetV2('xt')(torch.randn(1, 4, 64, 64))
+
+
+def test_input_smaller_than_stride():
+    with pytest.raises(ValueError, match='smaller than the network stride 32'):
+        ParCNetV2('xt')(torch.randn(1, 3, 31, 64))
+
+
+def test_input_not_4d():
+    with pytest.raises(ValueError, match=r'\(B, C, H, W\)'):
+        ParCNetV2('xt')(torch.randn(3, 64, 64))
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(arch='huge'), 'unknown ParCNetV2 arch'),
+    (dict(arch=dict(depths=[1, 2], dims=[8])), 'equal length'),
+    (dict(arch=dict(depths=[1], dims=[8], heads=[1])), 'exactly the keys'),
+    (dict(arch=dict(depths=[0], dims=[8])), 'positive ints'),
+    (dict(out_indices=(4,)), 'out_indices'),
+    (dict(out_indices=(-5,)), 'out_indices'),
+    (dict(out_indices=(1, -3)), 'repeat'),
+    (dict(frozen_stages=5), 'frozen_stages'),
+    (dict(frozen_stages=-2), 'frozen_stages'),
+    (dict(kernel_mode='dynamic'), 'kernel_mode'),
+    (dict(kernel_sizes=[11, 11]), 'one length per stage'),
+    (dict(kernel_sizes=[12, 11, 11, 11]), 'odd'),
+    (dict(drop_path_rate=1.0), 'drop_path_rate'),
+    (dict(in_channels=0), 'in_channels'),
+])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ParCNetV2(**{'arch': 'xt', **kwargs})
