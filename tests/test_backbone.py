@@ -51,22 +51,20 @@ def test_classifier_logits_match_official(tmp_path, arch):
 @pytest.mark.parametrize('size', [(224, 224), (160, 97)])
 def test_global_mode_matches_official_interpolate(tmp_path, size):
     official = ref.random_official_state_dict('xt', seed=2)
-    model = ParCNetV2('xt', kernel_mode='global', out_indices=-1).eval()
-    dst = str(tmp_path / 'bb.pth')
-    convert_file(save_official(tmp_path, official), dst, 'backbone')
-    missing = load_checkpoint(model, dst, strict=False)
+    dst = str(tmp_path / 'cls.pth')
+    convert_file(save_official(tmp_path, official), dst, 'classifier')
+    model = classifier_from_config('xt', kernel_mode='global')
+    load_checkpoint(model, dst, strict=True)
     x = torch.randn(1, 3, *size)
     with torch.no_grad():
-        pooled = model(x)[0]
-        stage = ref.features(official, x, ref.ARCHS['xt'][0], interpolate=True)[-1].mean((2, 3))
-    expected = F.layer_norm(stage, stage.shape[1:], official['norm.weight'], official['norm.bias'],
-                            eps=1e-6)
-    # The backbone target drops the classifier norm; load it for this check.
-    model.norm3.load_state_dict({'weight': official['norm.weight'], 'bias': official['norm.bias']})
-    with torch.no_grad():
-        pooled = model(x)[0]
-    assert missing is not None
-    assert (pooled - expected).abs().max().item() <= 1e-4
+        ours = model(x, mode='tensor')
+        expected = ref.classify(official, x, ref.ARCHS['xt'][0], interpolate=True)
+        fixed = ref.classify(official, x, ref.ARCHS['xt'][0], interpolate=False)
+    if size == (224, 224):  # trained lengths are exactly 2H-1 at 224
+        torch.testing.assert_close(fixed, expected)
+    else:
+        assert (fixed - expected).abs().max() > 1e-3  # the two modes really differ here
+    assert (ours - expected).abs().max().item() <= 1e-4
 
 
 @pytest.mark.parametrize('kernel_mode', ['fixed', 'global'])
@@ -207,7 +205,8 @@ def test_default_init_matches_official():
     model = ParCNetV2('xt')
     model.init_weights()
     w = model.stages[0][0].mlp.fc1.weight
-    assert abs(w.std().item() - 0.02) < 0.003 and w.abs().max() <= 0.04 + 1e-6
+    # timm's (and mmengine's) trunc_normal_ cuts at +-2 absolute: a plain N(0, .02).
+    assert abs(w.std().item() - 0.02) < 0.002
     assert model.stages[0][0].mlp.fc1.bias.abs().max() == 0
     assert torch.all(model.stages[0][0].norm1.weight == 1)
 

@@ -1,3 +1,4 @@
 from .amp import FallbackAmpOptimWrapper
+from .layer_decay import LayerDecayOptimWrapperConstructor
 
-__all__ = ['FallbackAmpOptimWrapper']
+__all__ = ['FallbackAmpOptimWrapper', 'LayerDecayOptimWrapperConstructor']
