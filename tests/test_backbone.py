@@ -288,15 +288,20 @@ def test_classifier_checkpoint_into_dense_backbone_skips_final_norm(tmp_path):
     assert torch.equal(model.stages[3][1].mlp.fc1.weight, official['stages.3.1.mlp.fc1.weight'])
 
 
-def test_kernel_resampling_on_load(tmp_path, caplog):
+def test_kernel_resampling_on_load(tmp_path, monkeypatch):
     # A checkpoint pretrained at 448 (kernels 223/111/55/27) into 224-sized kernels.
     official = ref.random_official_state_dict('xt', kernel_sizes=[223, 111, 55, 27], seed=6)
     dst = str(tmp_path / 'bb.pth')
     convert_file(save_official(tmp_path, official), dst, 'backbone')
     model = ParCNetV2('xt', out_indices=(0, 1, 2, 3), gap_before_final_norm=False)
-    from mmengine.logging import MMLogger
-    MMLogger.get_instance('mmparc-test')
+    import mmparc.models.oversized_conv as oc
+    warnings = []
+    monkeypatch.setattr(oc, 'print_log', lambda msg, **kw: warnings.append((msg, kw)))
     load_checkpoint(model, dst, strict=False)
+    assert len(warnings) == 2 * sum(ref.ARCHS['xt'][0])
+    msg, kw = warnings[0]
+    assert 'stages.0.0.token_mixer.dwconv1.conv_h.weight' in msg and '223 to 111' in msg
+    assert kw['level'] == 30
     w = official['stages.1.2.token_mixer.dwconv1.conv_w.weight']
     resampled = F.interpolate(w, [1, 55], mode='bilinear', align_corners=True)
     torch.testing.assert_close(model.stages[1][2].token_mixer.dwconv1.conv_w.weight, resampled)
