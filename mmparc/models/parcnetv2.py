@@ -336,9 +336,19 @@ class ParCNetV2(BaseModule):
                     param.requires_grad = False
 
     def train(self, mode: bool = True) -> 'ParCNetV2':
+        if mode and getattr(self, 'deploy_input_size', None) is not None:
+            raise RuntimeError('this ParCNetV2 was re-parameterised by switch_to_deploy() and '
+                               'is inference-only; build it again to train')
         super().train(mode)
         self._freeze_stages()
         return self
+
+    # ---------------------------------------------------------- deployment
+    def switch_to_deploy(self, input_size: Tuple[int, int],
+                         merge: Union[str, Sequence[bool]] = 'auto') -> 'ParCNetV2':
+        """Fold for inference at ``input_size`` (H, W), in place; see :mod:`.deploy`."""
+        from .deploy import deploy_parcnetv2  # deploy imports this module
+        return deploy_parcnetv2(self, input_size, merge)
 
     # --------------------------------------------------------- layer decay
     def layer_ids(self) -> Tuple[List[int], List[List[int]]]:

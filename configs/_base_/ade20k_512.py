@@ -1,0 +1,35 @@
+# ADE20K (ADEChallengeData2016) at 512x512, from mmseg's base: random rescale
+# of the (2048, 512) scale by 0.5..2.0, random 512x512 crop
+# (cat_max_ratio 0.75), horizontal flip, photometric distortion;
+# reduce_zero_label (label 0 "other" is ignored).  The single-scale test
+# resizes to (2048, 512) keeping the ratio.  Data root:
+# data/ade/ADEChallengeData2016 (override train_dataloader.dataset.data_root
+# and val_dataloader.dataset.data_root; test_dataloader follows val_dataloader).
+_base_ = ['mmseg::_base_/datasets/ade20k.py']
+
+# 16 images per iteration: 8 GPUs x 2 images, as the paper and the official
+# release train.
+train_dataloader = dict(batch_size=2)
+val_dataloader = dict(batch_size=1)
+test_dataloader = val_dataloader
+
+# Multi-scale + flip test, used by `mim test mmseg ... --tta` (mmseg's
+# tools/test.py swaps it in for the test pipeline and wraps the model in
+# `tta_model`, SegTTAModel from mmseg's default runtime).  The scales are the
+# (2048, 512) test scale times 0.5..1.75, as mmseg 0.x's `--aug-test` with
+# which the official release reports its multi-scale numbers (mmseg 1.x's
+# own ADE20K tta_pipeline scales the original image size instead).
+tta_img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+tta_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [dict(type='Resize', scale=(int(2048 * r), int(512 * r)), keep_ratio=True)
+             for r in tta_img_ratios],
+            [dict(type='RandomFlip', prob=0., direction='horizontal'),
+             dict(type='RandomFlip', prob=1., direction='horizontal')],
+            [dict(type='LoadAnnotations', reduce_zero_label=True)],
+            [dict(type='PackSegInputs')],
+        ]),
+]

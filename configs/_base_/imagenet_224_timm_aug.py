@@ -1,0 +1,15 @@
+# ImageNet-1K at 224 with the augmentation of the official (timm) recipe, from
+# mmpretrain's Swin/ConvNeXt base: RandomResizedCrop 224 (bicubic; timm's
+# "random" bilinear/bicubic choice has no mmpretrain equivalent), horizontal
+# flip, RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25 (per-pixel
+# noise).  Evaluation: shorter side to 256 (bicubic), centre crop 224 -- timm's
+# defaults (crop_pct 0.875) that the official validate.py uses, as the model
+# sets no crop_pct of its own.  Data root: data/imagenet with train/, val/ and
+# meta/{train,val}.txt (mmpretrain's ImageNet layout).
+_base_ = ['mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py']
+
+# 4096 images per iteration: 32 GPUs x 128 (or 8 GPUs x 128 with
+# optim_wrapper.accumulative_counts=4, as the official scripts accumulate).
+train_dataloader = dict(batch_size=128)
+val_dataloader = dict(batch_size=128)
+test_dataloader = val_dataloader

@@ -1,0 +1,436 @@
+"""The ready-made configs: recipe values, Table 6 sizes, and end-to-end runs.
+
+Every config is run for one training iteration and one evaluation through
+mmengine's Runner on tiny synthetic data (``mmparc.toy_data``), with the real
+model but shrunk images, pipeline scales, schedules, batch sizes and RoI
+sampling.  Two tests run the documented command lines through ``mim``.
+
+SyncBN: the det/seg heads keep ``SyncBN`` as the official configs do.  With
+no process group initialised (single process, CPU), torch's SyncBatchNorm
+computes plain batch statistics, and mmengine's Runner does not wrap or
+convert anything when not distributed, so the configs run unchanged on CPU;
+``test_syncbn_heads_run_without_process_group`` pins that down.
+"""
+import copy
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+import torch
+
+from mmparc import toy_data
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / 'configs'
+MIM = Path(sys.executable).with_name('mim')
+
+DET = [f'{kind}_parcnetv2_{a}' for kind in ('cascade', 'mask_rcnn') for a in 'tsb']
+SEG = [f'upernet_parcnetv2_{a}' for a in 'tsb']
+CLS = [f'imagenet_parcnetv2_{a}' for a in ('xt', 't', 's', 'b')]
+ALL = DET + SEG + CLS
+
+DIMS = {'xt': [48, 96, 192, 320], 't': [64, 128, 320, 512], 's': [64, 128, 320, 512],
+        'b': [96, 192, 384, 576]}
+
+
+def _arch(name: str) -> str:
+    return name.rsplit('_', 1)[1]
+
+
+def load_cfg(name: str):
+    from mmengine.config import Config
+    return Config.fromfile(str(CONFIGS / f'{name}.py'))
+
+
+# --------------------------------------------------------------------- recipes
+# (drop_path, lr, weight_decay, decay_rate, decay_type, num_layers) per config.
+RECIPES = {
+    'cascade_parcnetv2_t': (0.4, 2e-4, 0.05, 0.7, 'layer_wise', 7),
+    'cascade_parcnetv2_s': (0.6, 2e-4, 0.05, 0.7, 'layer_wise', 13),
+    'cascade_parcnetv2_b': (0.7, 2e-4, 0.05, 0.8, 'layer_wise', 13),
+    'mask_rcnn_parcnetv2_t': (0.4, 1e-4, 0.05, 0.95, 'layer_wise', 7),
+    'mask_rcnn_parcnetv2_s': (0.6, 1e-4, 0.05, 0.95, 'layer_wise', 13),
+    'mask_rcnn_parcnetv2_b': (0.7, 1e-4, 0.05, 0.95, 'layer_wise', 13),
+    'upernet_parcnetv2_t': (0.3, 1e-4, 0.02, 0.9, 'stage_wise', 6),
+    'upernet_parcnetv2_s': (0.3, 1e-4, 0.02, 0.9, 'stage_wise', 12),
+    'upernet_parcnetv2_b': (0.5, 1e-4, 0.02, 0.9, 'stage_wise', 12),
+    'imagenet_parcnetv2_xt': (0.1, 4e-3, 0.05, None, None, None),
+    'imagenet_parcnetv2_t': (0.2, 4e-3, 0.05, None, None, None),
+    'imagenet_parcnetv2_s': (0.3, 4e-3, 0.05, None, None, None),
+    'imagenet_parcnetv2_b': (0.4, 4e-3, 0.05, None, None, None),
+}
+
+
+@pytest.mark.parametrize('name', ALL)
+def test_config_recipe(name):
+    cfg = load_cfg(name)
+    arch = _arch(name)
+    assert cfg.custom_imports == dict(imports=['mmparc'], allow_failed_imports=False)
+    backbone = cfg.model.backbone
+    assert backbone.type == 'mmparc.ParCNetV2'
+    assert backbone.arch == arch
+    assert backbone.kernel_mode == 'fixed'
+    drop_path, lr, wd, rate, decay_type, num_layers = RECIPES[name]
+    assert backbone.drop_path_rate == drop_path
+    opt = cfg.optim_wrapper.optimizer
+    assert opt.type == 'AdamW' and opt.lr == lr and opt.weight_decay == wd
+    assert tuple(opt.betas) == (0.9, 0.999)
+    if rate is not None:
+        assert cfg.optim_wrapper.constructor == 'mmparc.LayerDecayOptimWrapperConstructor'
+        assert cfg.optim_wrapper.paramwise_cfg == dict(
+            decay_rate=rate, decay_type=decay_type, num_layers=num_layers)
+        # Dense models fine-tune from ImageNet: the path is a variable on top.
+        assert backbone.init_cfg == dict(type='Pretrained', checkpoint=cfg.pretrained)
+        assert cfg.pretrained == f'checkpoints/parcnetv2_{arch}_in1k_backbone.pth'
+        assert tuple(backbone.out_indices) == (0, 1, 2, 3)
+        assert backbone.gap_before_final_norm is False
+
+    if name in DET:
+        assert cfg.model.neck.in_channels == DIMS[arch]
+        assert cfg.optim_wrapper.type == 'mmparc.FallbackAmpOptimWrapper'  # mixed precision
+        assert cfg.train_cfg.max_epochs == 36
+        step = [s for s in cfg.param_scheduler if s.type == 'MultiStepLR'][0]
+        assert step.milestones == [27, 33] and step.by_epoch
+        assert cfg.train_dataloader.batch_size == 2
+        assert cfg.auto_scale_lr.base_batch_size == 16
+        assert cfg.train_dataloader.dataset.data_root == 'data/coco/'
+        choice = [t for t in cfg.train_pipeline if t.type == 'RandomChoice'][0]
+        assert len(choice.transforms) == 2 and len(choice.transforms[1]) == 3  # DETR crop
+        if name.startswith('cascade'):
+            heads = cfg.model.roi_head.bbox_head
+            assert len(heads) == 3
+            for head in heads:
+                assert head.type == 'ConvFCBBoxHead'
+                assert (head.num_shared_convs, head.num_shared_fcs) == (4, 1)
+                assert head.reg_decoded_bbox is True
+                assert head.loss_bbox == dict(type='GIoULoss', loss_weight=10.0)
+                assert head.norm_cfg.type == 'SyncBN'
+    elif name in SEG:
+        assert cfg.model.decode_head.in_channels == DIMS[arch]
+        assert cfg.model.auxiliary_head.in_channels == DIMS[arch][2]
+        assert cfg.model.auxiliary_head.in_index == 2
+        assert cfg.model.decode_head.num_classes == 150
+        assert cfg.train_cfg.max_iters == 160000
+        warmup, poly = cfg.param_scheduler
+        assert (warmup.type, warmup.start_factor, warmup.end) == ('LinearLR', 1e-6, 1500)
+        assert (poly.type, poly.power, poly.eta_min, poly.by_epoch) == ('PolyLR', 1.0, 0.0, False)
+        assert cfg.model.test_cfg == dict(mode='slide', crop_size=(512, 512), stride=(341, 341))
+        assert cfg.train_dataloader.batch_size == 2
+        types = [t.type for t in cfg.train_pipeline]
+        assert {'RandomResize', 'RandomFlip', 'PhotoMetricDistortion'} <= set(types)
+        assert cfg.train_pipeline[types.index('RandomResize')].ratio_range == (0.5, 2.0)
+        assert cfg.tta_model.type == 'SegTTAModel'
+        assert cfg.tta_pipeline[1].type == 'TestTimeAug'
+        assert cfg.train_dataloader.dataset.data_root == 'data/ade/ADEChallengeData2016'
+    else:
+        assert backbone.gap_before_final_norm is True
+        assert cfg.model.neck is None
+        assert cfg.model.head.type == 'LinearClsHead'
+        assert cfg.model.head.num_classes == 1000
+        assert cfg.model.head.in_channels == DIMS[arch][-1]
+        assert cfg.model.head.loss.label_smooth_val == 0.1
+        assert [a['alpha'] for a in cfg.model.train_cfg.augments] == [0.8, 1.0]
+        assert cfg.auto_scale_lr.base_batch_size == 4096
+        assert cfg.train_dataloader.batch_size == 128
+        assert cfg.train_cfg.max_epochs == 300
+        warmup, cosine = cfg.param_scheduler
+        assert warmup.end == 20 and math.isclose(warmup.start_factor * lr, 1e-6)
+        assert cosine.type == 'CosineAnnealingLR' and cosine.eta_min == 1e-5
+        types = [t.type for t in cfg.train_pipeline]
+        assert {'RandomResizedCrop', 'RandAugment', 'RandomErasing'} <= set(types)
+        erase = cfg.train_pipeline[types.index('RandomErasing')]
+        assert erase.erase_prob == 0.25
+        resize, crop = cfg.test_pipeline[1], cfg.test_pipeline[2]
+        assert (resize.type, resize.scale, resize.interpolation) == ('ResizeEdge', 256, 'bicubic')
+        assert (crop.type, crop.crop_size) == ('CenterCrop', 224)
+        assert cfg.train_dataloader.dataset.data_root == 'data/imagenet'
+
+
+# --------------------------------------------------------------- model sizes
+@pytest.mark.parametrize('arch,millions', [('t', 55), ('s', 69), ('b', 87)])
+def test_upernet_parameters_match_table6(arch, millions):
+    """Paper Table 6: UperNet + ParCNetV2-T/S/B has 55M / 69M / 87M parameters."""
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+    register_all_modules()
+    cfg = load_cfg(f'upernet_parcnetv2_{arch}')
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    count = sum(p.numel() for p in model.parameters())
+    assert abs(count / 1e6 - millions) <= 0.5, f'{count / 1e6:.2f}M vs {millions}M'
+
+
+def test_syncbn_heads_run_without_process_group():
+    """Official configs use SyncBN in the heads; on CPU without a process group
+    it must act as BatchNorm (training and eval) instead of failing."""
+    from mmcv.cnn import ConvModule
+    assert not (torch.distributed.is_available() and torch.distributed.is_initialized())
+    module = ConvModule(4, 4, 3, padding=1, norm_cfg=dict(type='SyncBN', requires_grad=True))
+    assert isinstance(module.norm, torch.nn.SyncBatchNorm)
+    x = torch.randn(2, 4, 5, 5)
+    module.train()
+    out = module(x)
+    out.sum().backward()
+    assert torch.isfinite(out).all()
+    module.eval()
+    assert module(x).shape == x.shape
+
+
+# ------------------------------------------------------- toy data and shrink
+@pytest.fixture(scope='module')
+def toy_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp('toy')
+    toy_data.make_coco_instances(root / 'coco', 2, 2, (64, 80), seed=0, max_objects=3,
+                                 crowd_prob=0.0)
+    toy_data.make_ade20k(root / 'ade', 2, 2, (64, 80), seed=0)
+    toy_data.make_imagenet(root / 'imagenet', 4, 4, (40, 40), seed=0)
+    return root
+
+
+def _scaled(value, factor: float, minimum: int):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return max(minimum, int(round(value * factor)))
+    return type(value)(max(minimum, int(round(v * factor))) for v in value)
+
+
+def shrink_pipeline(obj: Any, factor: float, minimum: int = 32) -> Any:
+    """Scale every resize scale / crop size in a (nested) pipeline."""
+    if isinstance(obj, dict):
+        out = {}
+        for key, value in obj.items():
+            if key in ('scale', 'crop_size') and value is not None:
+                out[key] = _scaled(value, factor, minimum)
+            elif key == 'scales':
+                out[key] = [_scaled(v, factor, minimum) for v in value]
+            else:
+                out[key] = shrink_pipeline(value, factor, minimum)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(shrink_pipeline(v, factor, minimum) for v in obj)
+    return obj
+
+
+def _common_runtime(cfg, work_dir: Path) -> None:
+    cfg.work_dir = str(work_dir)
+    cfg.model.backbone.init_cfg = None
+    cfg.default_hooks.checkpoint = None
+    cfg.default_hooks.logger.interval = 1
+    cfg.log_level = 'WARNING'
+    cfg.randomness = dict(seed=0)
+    cfg.launcher = 'none'
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].num_workers = 0
+        cfg[loader].persistent_workers = False
+
+
+def shrink_det(cfg, data_root: Path, work_dir: Path):
+    _common_runtime(cfg, work_dir)
+    classes = toy_data.COCO_CLASSES
+    roi = cfg.model.roi_head
+    for head in (roi.bbox_head if isinstance(roi.bbox_head, list) else [roi.bbox_head]):
+        head.num_classes = len(classes)
+    roi.mask_head.num_classes = len(classes)
+    # Fewer proposals / sampled RoIs: the heads stay the same, CPU time drops.
+    train_cfg = cfg.model.train_cfg
+    train_cfg.rpn_proposal.update(nms_pre=200, max_per_img=100)
+    for rcnn in (train_cfg.rcnn if isinstance(train_cfg.rcnn, list) else [train_cfg.rcnn]):
+        rcnn.sampler.num = 64
+    cfg.model.test_cfg.rpn.update(nms_pre=200, max_per_img=50)
+    # After one step the heads' BN running statistics are barely estimated and
+    # every score may fall under 0.05; keep all detections so that the COCO
+    # evaluation always has something to evaluate.
+    rcnn_test = cfg.model.test_cfg.rcnn
+    rcnn_test.score_thr = 0.0
+    rcnn_test.max_per_img = 20
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        ds = cfg[loader].dataset
+        ds.data_root = f'{data_root}/'
+        ds.metainfo = dict(classes=classes)
+        ds.pipeline = shrink_pipeline(ds.pipeline, 1 / 12)
+    cfg.train_dataloader.batch_size = 2
+    for evaluator in ('val_evaluator', 'test_evaluator'):
+        cfg[evaluator].ann_file = str(data_root / 'annotations/instances_val2017.json')
+    cfg.train_cfg.max_epochs = 1
+    cfg.train_cfg.val_interval = 1
+    return cfg
+
+
+def shrink_seg(cfg, data_root: Path, work_dir: Path):
+    _common_runtime(cfg, work_dir)
+    cfg.default_hooks.logger.log_metric_by_epoch = False
+    crop = (64, 64)
+    cfg.model.data_preprocessor.size = crop
+    cfg.model.test_cfg = dict(mode='slide', crop_size=crop, stride=(43, 43))
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        ds = cfg[loader].dataset
+        ds.data_root = str(data_root)
+        ds.pipeline = shrink_pipeline(ds.pipeline, 1 / 8)
+    cfg.tta_pipeline = shrink_pipeline(cfg.tta_pipeline, 1 / 8)
+    cfg.train_dataloader.batch_size = 2  # the heads' BN needs > 1 value per channel
+    cfg.train_cfg.max_iters = 1
+    cfg.train_cfg.val_interval = 1
+    return cfg
+
+
+def shrink_cls(cfg, data_root: Path, work_dir: Path):
+    _common_runtime(cfg, work_dir)
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        ds = cfg[loader].dataset
+        ds.data_root = str(data_root)
+        ds.pipeline = shrink_pipeline(ds.pipeline, 1 / 7)  # 224 -> 32, 256 -> 37
+        cfg[loader].batch_size = 4
+    cfg.train_cfg.max_epochs = 1
+    cfg.train_cfg.val_interval = 1
+    return cfg
+
+
+def shrink(name: str, toy: Path, work_dir: Path):
+    cfg = load_cfg(name)
+    if name in DET:
+        return shrink_det(cfg, toy / 'coco', work_dir)
+    if name in SEG:
+        return shrink_seg(cfg, toy / 'ade', work_dir)
+    return shrink_cls(cfg, toy / 'imagenet', work_dir)
+
+
+def _catcher():
+    from mmengine.hooks import Hook
+
+    class Catcher(Hook):
+        priority = 'LOWEST'
+
+        def __init__(self):
+            self.losses: List[Dict[str, float]] = []
+            self.metrics: Dict[str, float] = {}
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            self.losses.append({k: float(v) for k, v in (outputs or {}).items()})
+
+        def after_val_epoch(self, runner, metrics=None):
+            self.metrics.update(metrics or {})
+
+    return Catcher()
+
+
+def run_one_iteration(cfg):
+    """Train for one iteration and evaluate once; returns (losses, metrics, runner)."""
+    from mmengine.runner import Runner
+    runner = Runner.from_cfg(cfg)
+    catcher = _catcher()
+    runner.register_hook(catcher)
+    runner.train()
+    return catcher.losses, catcher.metrics, runner
+
+
+EXPECTED_METRIC = {**{n: 'coco/bbox_mAP' for n in DET}, **{n: 'mIoU' for n in SEG},
+                   **{n: 'accuracy/top1' for n in CLS}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', ALL)
+def test_config_trains_and_evaluates(name, toy_root, tmp_path):
+    cfg = shrink(name, toy_root, tmp_path / 'work')
+    losses, metrics, runner = run_one_iteration(cfg)
+    assert len(losses) == 1, losses
+    assert 'loss' in losses[0] and math.isfinite(losses[0]['loss']), losses
+    assert EXPECTED_METRIC[name] in metrics, metrics
+    if name in DET:
+        assert 'coco/segm_mAP' in metrics
+    model = runner.model
+    assert type(model.backbone).__name__ == 'ParCNetV2'
+    if name not in CLS:
+        # The layer-decay constructor made groups with decayed lr for the stem.
+        groups = runner.optim_wrapper.optimizer.param_groups
+        scales = [g.get('lr_scale') for g in groups]
+        assert min(scales) < 1.0 and max(scales) == pytest.approx(1.0), scales
+
+
+# ------------------------------------------------------------------- via mim
+def _link_configs(cwd: Path) -> None:
+    (cwd / 'configs').symlink_to(CONFIGS, target_is_directory=True)
+
+
+def _run(cmd: List[str], cwd: Path, timeout: int) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f'{" ".join(cmd)} failed ({proc.returncode}):\n'
+                             f'{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}')
+    return proc
+
+
+@pytest.mark.slow
+def test_mim_train_cascade_t(tmp_path):
+    """`mim train mmdet configs/cascade_parcnetv2_t.py` with COCO at data/coco/."""
+    toy_data.make_coco_instances(tmp_path / 'data' / 'coco', 2, 1, (96, 128), seed=1,
+                                 max_objects=3, crowd_prob=0.0)
+    _link_configs(tmp_path)
+    small = '[(60,96),(64,96),(68,100)]'
+    pipe = 'train_dataloader.dataset.pipeline.3.transforms'
+    classes = '(' + ','.join(toy_data.COCO_CLASSES) + ')'
+    options = [
+        'model.backbone.init_cfg=None',
+        *[f'model.roi_head.bbox_head.{i}.num_classes=3' for i in range(3)],
+        'model.roi_head.mask_head.num_classes=3',
+        *[f'model.train_cfg.rcnn.{i}.sampler.num=64' for i in range(3)],
+        'model.train_cfg.rpn_proposal.max_per_img=100',
+        'model.test_cfg.rpn.max_per_img=50',
+        f'{pipe}.0.0.scales={small}',
+        f'{pipe}.1.0.scales={small}',
+        f'{pipe}.1.1.crop_size=(48,72)',
+        f'{pipe}.1.2.scales={small}',
+        'val_dataloader.dataset.pipeline.1.scale=(128,80)',
+        'test_dataloader.dataset.pipeline.1.scale=(128,80)',
+        f'train_dataloader.dataset.metainfo.classes={classes}',
+        f'val_dataloader.dataset.metainfo.classes={classes}',
+        f'test_dataloader.dataset.metainfo.classes={classes}',
+        'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+        'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
+        'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
+        'train_cfg.max_epochs=1',
+        'default_hooks.checkpoint=None',
+        'default_hooks.logger.interval=1',
+    ]
+    proc = _run([str(MIM), 'train', 'mmdet', 'configs/cascade_parcnetv2_t.py',
+                 '--work-dir', str(tmp_path / 'work'), '--cfg-options', *options],
+                cwd=tmp_path, timeout=900)
+    log = proc.stdout + proc.stderr
+    assert 'Mixed precision needs a GPU' in log or torch.cuda.is_available()
+    assert 'coco/bbox_mAP' in log and 'coco/segm_mAP' in log, log[-3000:]
+
+
+@pytest.mark.slow
+def test_mim_test_upernet_tta(tmp_path):
+    """`mim test mmseg configs/upernet_parcnetv2_t.py --checkpoint CKPT --tta`
+    on ADE20K-format data at data/ade/ADEChallengeData2016, with CKPT written
+    by a one-iteration Runner training run (a full Runner checkpoint, so the
+    weights_only loading of its message hub is exercised too)."""
+    ade = tmp_path / 'data' / 'ade' / 'ADEChallengeData2016'
+    toy_data.make_ade20k(ade, 2, 2, (64, 80), seed=2)
+    cfg = shrink_seg(load_cfg('upernet_parcnetv2_t'), ade, tmp_path / 'train')
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=1,
+                                        save_optimizer=False, save_param_scheduler=False)
+    run_one_iteration(cfg)
+    ckpt = tmp_path / 'train' / 'iter_1.pth'
+    assert ckpt.is_file()
+
+    _link_configs(tmp_path)
+    options = [
+        'model.data_preprocessor.size=(64,64)',
+        'model.test_cfg.crop_size=(64,64)', 'model.test_cfg.stride=(43,43)',
+        'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
+        *[f'tta_pipeline.1.transforms.0.{i}.scale=({int(256 * r)},{int(64 * r)})'
+          for i, r in enumerate(load_cfg('upernet_parcnetv2_t').tta_img_ratios)],
+    ]
+    proc = _run([str(MIM), 'test', 'mmseg', 'configs/upernet_parcnetv2_t.py', '--checkpoint',
+                 str(ckpt), '--tta', '--work-dir', str(tmp_path / 'test'),
+                 '--cfg-options', *options], cwd=tmp_path, timeout=600)
+    log = proc.stdout + proc.stderr
+    assert 'mIoU' in log, log[-3000:]
+    # Twelve augmented views per image (6 scales x 2 flips) went through TTA.
+    assert 'SegTTAModel' in log or 'tta' in log.lower()
