@@ -201,7 +201,7 @@ def overlay_labels(image_rgb: np.ndarray, label: np.ndarray,
     colour = colorize_labels(label, palette, ignore_index).astype(np.float32)
     valid = (np.asarray(label) != ignore_index)[..., None]
     blend = np.where(valid, (1 - alpha) * image_rgb + alpha * colour, image_rgb)
-    edges = cv2.Canny(np.asarray(label, np.uint8), 0, 0) > 0
+    edges = (cv2.Canny(np.asarray(label, np.uint8), 0, 0) > 0) & valid[..., 0]
     blend[edges] = colour[edges]
     return blend.clip(0, 255).astype(np.uint8)
 

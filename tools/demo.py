@@ -31,9 +31,14 @@ import re
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+# setuptools' notice about mmengine's use of pkg_resources says nothing to a
+# demo user (it stays in the training logs).
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run from a checkout without installing
@@ -78,6 +83,7 @@ class DataInfo:
     """Where the demo's two datasets are and what they hold."""
     coco_root: Path
     coco_classes: Tuple[str, ...]
+    coco_palette: List[List[int]]
     seg_root: Path
     seg_classes: Tuple[str, ...]
     seg_palette: List[List[int]]
@@ -99,7 +105,7 @@ def make_toy_data(out: Path, num_train: int, num_val: int, image_size: int,
     """Generate (or reuse, if generated with the same parameters) both toy sets."""
     from mmparc import toy_data
     from mmengine.config import Config
-    seg_cfg = Config.fromfile(str(SEG_CONFIG))
+    det_cfg, seg_cfg = Config.fromfile(str(DET_CONFIG)), Config.fromfile(str(SEG_CONFIG))
     coco_root, ade_root = out / 'data' / 'coco', out / 'data' / 'ade'
     params = dict(num_train=num_train, num_val=num_val, size=image_size, seed=seed)
     for root, writer in ((coco_root, toy_data.make_coco_instances),
@@ -115,8 +121,8 @@ def make_toy_data(out: Path, num_train: int, num_val: int, image_size: int,
         print(f'  wrote {root}: {num_train} train + {num_val} val images, '
               f'{image_size}x{image_size}, seed {seed} ({time.time() - start:.1f}s)')
     text = f'toy, {num_train}+{num_val} imgs, {image_size}px'
-    return DataInfo(coco_root, tuple(toy_data.COCO_CLASSES), ade_root,
-                    tuple(toy_data.ADE_CLASSES), [list(c) for c in seg_cfg.palette],
+    return DataInfo(coco_root, tuple(toy_data.COCO_CLASSES), [list(c) for c in det_cfg.palette],
+                    ade_root, tuple(toy_data.ADE_CLASSES), [list(c) for c in seg_cfg.palette],
                     {'detection': text, 'segmentation': text})
 
 
@@ -192,11 +198,12 @@ def user_data(coco_root: Path, out: Path) -> DataInfo:
         print(f'  wrote semantic maps of {coco_root} to {seg_root} '
               f'({time.time() - start:.1f}s)')
     rng = np.random.default_rng(0)
-    palette = [[200, 200, 200]] + rng.integers(0, 256, (len(classes), 3)).tolist()
+    palette = rng.integers(0, 256, (len(classes), 3)).tolist()
     num_train = len(coco.getImgIds())
     num_val = len(COCO(str(paths['val_ann'])).getImgIds())
     text = f'{coco_root.name}, {num_train}+{num_val} imgs'
-    return DataInfo(coco_root, classes, seg_root, seg_classes, palette,
+    return DataInfo(coco_root, classes, palette, seg_root, seg_classes,
+                    [[200, 200, 200]] + palette,
                     {'detection': text, 'segmentation': text + ' (semantic)'})
 
 
@@ -542,7 +549,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     times['data'] = time.time() - t0
 
     det_ann = str(data.coco_root / 'annotations' / 'instances_val2017.json')
-    det_meta = dict(classes=list(data.coco_classes))
+    det_meta = dict(classes=list(data.coco_classes), palette=data.coco_palette)
     det_options: Dict[str, Any] = {
         'train_dataloader.dataset.data_root': str(data.coco_root) + '/',
         'train_dataloader.dataset.metainfo': det_meta,
@@ -650,6 +657,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if toy:
         missed = [name for name, ok in met.items() if not ok]
         print('All targets met.' if not missed else f'Targets missed: {", ".join(missed)}.')
+    elif args.quick:
+        print('(--quick checks the flow only: a few iterations cannot reach the targets.)')
     width = max(len(k) for k in outputs)
     print('Outputs:')
     for key, path in outputs.items():

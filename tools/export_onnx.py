@@ -121,11 +121,14 @@ def traced_module(model: nn.Module) -> nn.Module:
 
 
 def export(model: nn.Module, shape: Tuple[int, int], out: str, opset: int = DEFAULT_OPSET,
-           deploy: bool = True, merge: str = 'auto') -> None:
-    """Re-parameterise ``model`` for ``shape`` (in place) and write ``out``."""
+           merge: str = 'auto') -> None:
+    """Re-parameterise ``model`` for ``shape`` (in place) and write ``out``.
+
+    Re-parameterisation is not optional: it is what leaves no kernel
+    resampling, shape reads or value-dependent branches to trace.
+    """
     onnx = require('onnx')
-    if deploy:
-        deploy_model(model, shape, merge)
+    deploy_model(model, shape, merge)
     module = traced_module(model).eval()
     names = output_names(model)
     dummy = torch.zeros(1, 3, *shape)
@@ -184,8 +187,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="override the config's oversized-kernel mode")
     parser.add_argument('--merge', choices=('auto', 'always', 'never'), default='auto',
                         help='merge oversized and 7x7 kernels per stage (auto: when cheaper)')
-    parser.add_argument('--no-deploy', action='store_true',
-                        help='export without re-parameterisation (for comparison)')
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET)
     parser.add_argument('--atol', type=float, default=1e-4,
                         help='fail if onnxruntime differs from PyTorch by more')
@@ -210,7 +211,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
         x = sample_input(shape)
         expected = [] if args.skip_check else torch_outputs(model, x)
         start = time.perf_counter()
-        export(model, shape, args.out, args.opset, not args.no_deploy, args.merge)
+        export(model, shape, args.out, args.opset, args.merge)
         print(f'wrote {args.out} ({os.path.getsize(args.out) / 2**20:.1f} MiB, opset '
               f'{args.opset}, input 1x3x{shape[0]}x{shape[1]} with dynamic batch) in '
               f'{time.perf_counter() - start:.1f} s')

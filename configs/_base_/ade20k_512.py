@@ -18,7 +18,10 @@ test_dataloader = val_dataloader
 # `tta_model`, SegTTAModel from mmseg's default runtime).  The scales are the
 # (2048, 512) test scale times 0.5..1.75, as mmseg 0.x's `--aug-test` with
 # which the official release reports its multi-scale numbers (mmseg 1.x's
-# own ADE20K tta_pipeline scales the original image size instead).
+# own ADE20K tta_pipeline scales the original image size instead).  Each view
+# is inferred with the model's test_cfg (slide, 512 / 341); the official
+# multi-scale runs used whole-image inference ("_ms" configs, mode='whole').
+# For that, add --cfg-options model.test_cfg.mode=whole.
 tta_img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 tta_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),

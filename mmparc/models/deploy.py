@@ -28,7 +28,9 @@ float rounding (tested to 1e-4); what changes is how they are computed:
   ``pre_norm`` into its strided conv (``W (w * n) = (W diag w) n``); the
   norms become weightless :class:`L2Normalize`.  The stem's ``post_norm``,
   the ``res_scale`` layers and the output norms feed the residual stream or
-  the outputs, not a linear layer, and stay.
+  the outputs, not a linear layer, and keep their scales.  Every L2 norm
+  then runs the plain formula, which traces to a static graph (the eager
+  fast path of :class:`L2LayerNorm` reads shapes and branches on values).
 * **Gated layers split.**  ``pwconv1`` and ``mlp.fc1`` become two linear
   layers each (gate and value halves) instead of one followed by ``chunk``,
   which the ONNX exporter would trace with shape arithmetic.
@@ -52,19 +54,25 @@ MERGE_POLICIES = ('auto', 'always', 'never')
 
 
 class L2Normalize(nn.Module):
-    """:class:`L2LayerNorm` without its scale, which was folded downstream."""
+    """:class:`L2LayerNorm` by its plain formula, without its scale where that was folded.
 
-    def __init__(self, eps: float) -> None:
+    The plain formula traces to a static graph; the eager fast path of
+    :class:`L2LayerNorm` reads shapes and branches on values.
+    """
+
+    def __init__(self, eps: float, weight: Optional[torch.Tensor] = None) -> None:
         super().__init__()
         self.eps = eps
+        self.weight = None if weight is None else _frozen(weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         centred = x - x.mean(-1, keepdim=True)
         length = torch.linalg.vector_norm(centred, dim=-1, keepdim=True)
-        return centred / length.clamp_min(self.eps)
+        out = centred / length.clamp_min(self.eps)
+        return out if self.weight is None else out * self.weight
 
     def extra_repr(self) -> str:
-        return f'eps={self.eps}'
+        return f'eps={self.eps}, scaled={self.weight is not None}'
 
 
 def _frozen(tensor: torch.Tensor) -> nn.Parameter:
@@ -275,8 +283,9 @@ def _deploy_block(block: ParCNetV2Block, map_size: Tuple[int, int],
 
 
 def _deploy_downsampling(layer: Downsampling) -> None:
-    if layer.is_stem:
-        return  # its post_norm feeds the residual stream, not a linear layer
+    if layer.is_stem:  # its post_norm feeds the residual stream, not a linear layer
+        layer.post_norm = L2Normalize(layer.post_norm.eps, _norm_scale(layer.post_norm))
+        return
     scale = _norm_scale(layer.pre_norm)
     layer.conv.weight = _frozen(layer.conv.weight.detach() * scale.view(1, -1, 1, 1))
     layer.pre_norm = L2Normalize(layer.pre_norm.eps)
@@ -311,6 +320,10 @@ def deploy_parcnetv2(backbone: ParCNetV2, input_size: Tuple[int, int],
             _deploy_downsampling(layer)
             for block in stage:
                 _deploy_block(block, map_size, flag)
+        for i in backbone.out_indices:
+            norm = getattr(backbone, f'norm{i}')
+            if isinstance(norm, L2LayerNorm):  # dense outputs; keeps its scale
+                setattr(backbone, f'norm{i}', L2Normalize(norm.eps, _norm_scale(norm)))
     backbone.requires_grad_(False)
     backbone.deploy_input_size = tuple(input_size)
     return backbone

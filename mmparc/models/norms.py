@@ -36,13 +36,13 @@ def l2_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
     CPU in eager mode; elsewhere the reference formula runs (and
     ``torch.compile`` fuses it).
     """
-    if x.device.type != 'cpu' or torch.compiler.is_compiling() or x.dim() == 0:
+    if x.device.type != 'cpu' or x.numel() == 0 or torch.compiler.is_compiling():
         return l2_layer_norm_reference(x, weight, bias, eps)
     channels = x.shape[-1]
     scale = math.sqrt(channels)
     out, _, rstd = torch.native_layer_norm(x, (channels, ), weight / scale, bias,
                                            _TINY_VARIANCE)
-    if bool((rstd > scale / eps).any()):
+    if rstd.max().item() > scale / eps:
         return l2_layer_norm_reference(x, weight, bias, eps)
     return out
 

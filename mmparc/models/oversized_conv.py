@@ -45,6 +45,9 @@ IMPLEMENTATIONS = ('auto', 'direct', 'toeplitz')
 # multiply-adds at the detection scale; at 4x it is at par in inference and
 # still well ahead in training.
 TOEPLITZ_MAX_RATIO = 4
+# Below 8 rows, torch's CPU bmm falls back to a scalar loop (products under
+# 400 multiply-adds), slower than the depthwise convolution it replaces.
+TOEPLITZ_MIN_SIZE = 8
 
 
 def resample_kernel(weight: torch.Tensor, length: int) -> torch.Tensor:
@@ -96,7 +99,7 @@ def use_toeplitz(size: int, length: int, impl: str) -> bool:
         raise ValueError(f'impl must be one of {IMPLEMENTATIONS}, got {impl!r}')
     if impl != 'auto':
         return impl == 'toeplitz'
-    return size <= TOEPLITZ_MAX_RATIO * min(length, 2 * size - 1)
+    return TOEPLITZ_MIN_SIZE <= size <= TOEPLITZ_MAX_RATIO * min(length, 2 * size - 1)
 
 
 def _toeplitz_pass(v: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Tensor:

@@ -20,6 +20,8 @@ from mmengine.model.weight_init import trunc_normal_
 from ..registry import MODELS
 from .norms import L2LayerNorm
 from .oversized_conv import KERNEL_MODES, OversizedConv2d
+import os
+EXP = dict(local_cl=os.environ.get('LOCAL_CL', '0'), split=os.environ.get('SPLIT', 'chunk'), mlp=os.environ.get('MLP', 'chunk'))
 
 
 def _pointwise(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
@@ -46,7 +48,12 @@ class Downsampling(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.is_stem:
-            return self.post_norm(self.conv(x).permute(0, 2, 3, 1))
+            # Channels-last image and weight: the output comes out (B, H, W, C)
+            # contiguous for the norm, and oneDNN runs this layout faster.
+            cl = torch.channels_last
+            x = F.conv2d(x.contiguous(memory_format=cl), self.conv.weight.contiguous(memory_format=cl),
+                         self.conv.bias, self.conv.stride, self.conv.padding)
+            return self.post_norm(x.permute(0, 2, 3, 1))
         x = self.pre_norm(x).permute(0, 3, 1, 2)
         return self.conv(x).permute(0, 2, 3, 1)
 
@@ -67,10 +74,41 @@ class ParCV2Mixer(nn.Module):
         self.pwconv2 = nn.Conv2d(dim, dim, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, value = _pointwise(x, self.pwconv1).chunk(2, dim=-1)
-        value = F.gelu(value).permute(0, 3, 1, 2)
-        value = (self.dwconv1(value) + self.dwconv2(value)).permute(0, 2, 3, 1)
-        return _pointwise(gate * value, self.pwconv2)
+        # Channel-major (C, B, H, W) inside: pwconv1 writes it for free (a
+        # product with the transposed input), the oversized convolution runs
+        # as batched GEMMs on it without copies, and pwconv2 reads it back as
+        # a transposed operand into channels-last (B, H, W, C).
+        batch, height, width, channels = x.shape
+        rows = x.reshape(-1, channels)
+        if EXP['split'] == 'chunk':
+            mixed = torch.addmm(self.pwconv1.bias.unsqueeze(1), self.pwconv1.weight.flatten(1), rows.t())
+            gate, value = mixed.chunk(2)
+        else:
+            w = self.pwconv1.weight.flatten(1); b = self.pwconv1.bias.unsqueeze(1)
+            gate = torch.addmm(b[:channels], w[:channels], rows.t())
+            value = torch.addmm(b[channels:], w[channels:], rows.t())
+        gate = gate.view(channels, batch, height, width)
+        value = F.gelu(value).view(channels, batch, height, width)
+        spatial = self.dwconv1.forward_channel_major(value)
+        if torch.is_grad_enabled():
+            spatial = spatial + self._local(value)
+        else:
+            spatial = spatial.add_(self._local(value))
+        out = F.linear((gate * spatial).view(channels, -1).t(), self.pwconv2.weight.flatten(1))
+        return out.view(batch, height, width, channels)
+
+    def _local(self, value: torch.Tensor) -> torch.Tensor:
+        """``dwconv2`` of channel-major ``(C, B, H, W)``."""
+        channels, batch, height, width = value.shape
+        if EXP['local_cl'] == '1' or (EXP['local_cl'] == 'train' and torch.is_grad_enabled()):
+            out = self.dwconv2(value.transpose(0, 1).contiguous(memory_format=torch.channels_last))
+            return out.transpose(0, 1)
+        weight = self.dwconv2.weight
+        if batch > 1:
+            weight = weight.repeat_interleave(batch, 0)
+        out = F.conv2d(value.view(1, channels * batch, height, width), weight,
+                       padding=self.dwconv2.padding, groups=channels * batch)
+        return out.view(value.shape)
 
 
 class BifurcateGateMLP(nn.Module):
@@ -85,8 +123,14 @@ class BifurcateGateMLP(nn.Module):
         self.fc2 = nn.Linear(hidden // 2, dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        value, gate = self.fc1(x).chunk(2, dim=-1)
-        return self.fc2(value * F.gelu(gate))
+        # 2-D operands: F.linear fuses the bias into the GEMM only for those.
+        rows = x.reshape(-1, x.shape[-1])
+        value, gate = self.fc1(rows).chunk(2, dim=-1)
+        if torch.is_grad_enabled():
+            hidden = value * F.gelu(gate)
+        else:  # in place: no fresh pages for two more large tensors
+            hidden = value.mul_(torch.ops.aten.gelu_(gate))
+        return self.fc2(hidden).view(x.shape)
 
 
 class Scale(nn.Module):
@@ -115,8 +159,15 @@ class ParCNetV2Block(nn.Module):
         self.res_scale2 = Scale(dim) if res_scale else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.res_scale1(x) + self.drop_path(self.token_mixer(self.norm1(x)))
-        return self.res_scale2(x) + self.drop_path(self.mlp(self.norm2(x)))
+        x = self._residual(self.res_scale1, x, self.drop_path(self.token_mixer(self.norm1(x))))
+        return self._residual(self.res_scale2, x, self.drop_path(self.mlp(self.norm2(x))))
+
+    @staticmethod
+    def _residual(scale: nn.Module, x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+        """``scale(x) + branch`` in one pass (``addcmul``) when scaled."""
+        if isinstance(scale, Scale):
+            return torch.addcmul(branch, x, scale.scale)
+        return x + branch
 
 
 @MODELS.register_module()
