@@ -96,7 +96,7 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=10.0))
 
 default_hooks = dict(
-    logger=dict(interval=20),
+    logger=dict(interval=25),
     checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1),
     visualization=dict(draw=False))
-log_processor = dict(by_epoch=False, window_size=20)
+log_processor = dict(by_epoch=False, window_size=25)

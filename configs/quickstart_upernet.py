@@ -96,7 +96,7 @@ optim_wrapper = dict(
     paramwise_cfg=dict(decay_rate=1.0, num_layers=None))
 
 default_hooks = dict(
-    logger=dict(interval=20),
+    logger=dict(interval=25),
     checkpoint=dict(interval=max_iters, max_keep_ckpts=1),
     visualization=dict(draw=False))
-log_processor = dict(window_size=20)
+log_processor = dict(window_size=25)

@@ -39,6 +39,18 @@ from mmparc import toy_data
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / 'configs'
 MIM = Path(sys.executable).with_name('mim')
+# Intra-op threads for these runs.  On a small machine shared with other jobs,
+# one thread is several times faster than two (OpenMP threads wait on each
+# other when the cores are oversubscribed); raise it on a dedicated machine.
+THREADS = int(os.environ.get('MMPARC_TEST_THREADS', '1'))
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _threads():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    yield
+    torch.set_num_threads(previous)
 
 DET = [f'{kind}_parcnetv2_{a}' for kind in ('cascade', 'mask_rcnn') for a in 'tsb']
 SEG = [f'upernet_parcnetv2_{a}' for a in 'tsb']
@@ -373,12 +385,27 @@ EXPECTED_METRIC = {**{n: 'coco/bbox_mAP' for n in DET}, **{n: 'mIoU' for n in SE
                    **{n: 'accuracy/top1' for n in CLS}}
 
 
+@pytest.fixture(scope='module')
+def upernet_t_run(toy_root, fake_pretrained, tmp_path_factory):
+    """The UperNet-T run, shared with the ``mim test`` test: it also saves a
+    Runner checkpoint after its one iteration."""
+    work = tmp_path_factory.mktemp('upernet_t')
+    cfg = shrink('upernet_parcnetv2_t', toy_root, work, fake_pretrained('t'))
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=1,
+                                        save_optimizer=False, save_param_scheduler=False)
+    losses, metrics, runner = run_one_iteration(cfg)
+    return losses, metrics, runner, work / 'iter_1.pth'
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('name', ALL)
-def test_config_trains_and_evaluates(name, toy_root, tmp_path, fake_pretrained):
-    pretrained = None if name in CLS else fake_pretrained(_arch(name))
-    cfg = shrink(name, toy_root, tmp_path / 'work', pretrained)
-    losses, metrics, runner = run_one_iteration(cfg)
+def test_config_trains_and_evaluates(name, toy_root, tmp_path, fake_pretrained, request):
+    if name == 'upernet_parcnetv2_t':
+        losses, metrics, runner, _ = request.getfixturevalue('upernet_t_run')
+    else:
+        pretrained = None if name in CLS else fake_pretrained(_arch(name))
+        cfg = shrink(name, toy_root, tmp_path / 'work', pretrained)
+        losses, metrics, runner = run_one_iteration(cfg)
     assert len(losses) == 1, losses
     assert 'loss' in losses[0] and math.isfinite(losses[0]['loss']), losses
     bad = [n for n, p in runner.model.named_parameters() if not torch.isfinite(p).all()]
@@ -418,7 +445,8 @@ def _link_configs(cwd: Path) -> None:
 
 
 def _run(cmd: List[str], cwd: Path, timeout: int) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    env = dict(os.environ, PYTHONWARNINGS='ignore', OMP_NUM_THREADS=str(THREADS),
+               MKL_NUM_THREADS=str(THREADS))
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
     if proc.returncode != 0:
@@ -428,30 +456,30 @@ def _run(cmd: List[str], cwd: Path, timeout: int) -> subprocess.CompletedProcess
 
 
 @pytest.mark.slow
-def test_mim_train_cascade_t(tmp_path, fake_pretrained):
+def test_mim_train_cascade_t(tmp_path, toy_root, fake_pretrained):
     """`mim train mmdet configs/cascade_parcnetv2_t.py` with COCO at data/coco/
     (and, see the module docstring, a synthetic ImageNet backbone checkpoint
     where the config expects the real one)."""
-    toy_data.make_coco_instances(tmp_path / 'data' / 'coco', 2, 1, (96, 128), seed=1,
-                                 max_objects=3, crowd_prob=0.0)
+    (tmp_path / 'data').mkdir()
+    (tmp_path / 'data' / 'coco').symlink_to(toy_root / 'coco')
     _link_configs(tmp_path)
-    small = '[(60,96),(64,96),(68,100)]'
+    small = '[(40,111),(56,111),(67,111)]'
     pipe = 'train_dataloader.dataset.pipeline.3.transforms'
     classes = '(' + ','.join(toy_data.COCO_CLASSES) + ')'
     options = [
         f'model.backbone.init_cfg.checkpoint={fake_pretrained("t")}',
         *[f'model.roi_head.bbox_head.{i}.num_classes=3' for i in range(3)],
         'model.roi_head.mask_head.num_classes=3',
-        *[f'model.train_cfg.rcnn.{i}.sampler.num=64' for i in range(3)],
+        *[f'model.train_cfg.rcnn.{i}.sampler.num=16' for i in range(3)],
         'model.train_cfg.rpn_proposal.max_per_img=100',
-        'model.test_cfg.rpn.max_per_img=50',
+        'model.test_cfg.rpn.max_per_img=20',
         'model.test_cfg.rcnn.score_thr=0.0', 'model.test_cfg.rcnn.max_per_img=20',
         f'{pipe}.0.0.scales={small}',
         f'{pipe}.1.0.scales={small}',
-        f'{pipe}.1.1.crop_size=(48,72)',
+        f'{pipe}.1.1.crop_size=(32,50)',
         f'{pipe}.1.2.scales={small}',
-        'val_dataloader.dataset.pipeline.1.scale=(128,80)',
-        'test_dataloader.dataset.pipeline.1.scale=(128,80)',
+        'val_dataloader.dataset.pipeline.1.scale=(112,67)',
+        'test_dataloader.dataset.pipeline.1.scale=(112,67)',
         f'train_dataloader.dataset.metainfo.classes={classes}',
         f'val_dataloader.dataset.metainfo.classes={classes}',
         f'test_dataloader.dataset.metainfo.classes={classes}',
@@ -471,26 +499,19 @@ def test_mim_train_cascade_t(tmp_path, fake_pretrained):
 
 
 @pytest.mark.slow
-def test_mim_test_upernet_tta(tmp_path, fake_pretrained):
+def test_mim_test_upernet_tta(tmp_path, toy_root, upernet_t_run):
     """`mim test mmseg configs/upernet_parcnetv2_t.py --checkpoint CKPT --tta`
-    on ADE20K-format data at data/ade/ADEChallengeData2016, with CKPT written
-    by a one-iteration Runner training run (a full Runner checkpoint, so the
+    on ADE20K-format data at data/ade/ADEChallengeData2016, with CKPT the
+    Runner checkpoint of the one-iteration UperNet-T run (so torch's
     weights_only loading of its message hub is exercised too)."""
-    ade = tmp_path / 'data' / 'ade' / 'ADEChallengeData2016'
-    toy_data.make_ade20k(ade, 2, 2, (64, 80), seed=2)
-    cfg = load_cfg('upernet_parcnetv2_t')
-    cfg.model.backbone.init_cfg.checkpoint = str(fake_pretrained('t'))
-    cfg = shrink_seg(cfg, ade, tmp_path / 'train')
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=1,
-                                        save_optimizer=False, save_param_scheduler=False)
-    run_one_iteration(cfg)
-    ckpt = tmp_path / 'train' / 'iter_1.pth'
+    ckpt = upernet_t_run[3]
     assert ckpt.is_file()
-
+    (tmp_path / 'data' / 'ade').mkdir(parents=True)
+    (tmp_path / 'data' / 'ade' / 'ADEChallengeData2016').symlink_to(toy_root / 'ade')
     _link_configs(tmp_path)
+    # Views of 32x40 .. 112x140 pixels; 96-pixel windows keep them to 1-4 each.
     options = [
-        'model.data_preprocessor.size=(64,64)',
-        'model.test_cfg.crop_size=(64,64)', 'model.test_cfg.stride=(43,43)',
+        'model.test_cfg.crop_size=(96,96)', 'model.test_cfg.stride=(64,64)',
         'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
         *[f'tta_pipeline.1.transforms.0.{i}.scale=({int(256 * r)},{int(64 * r)})'
           for i, r in enumerate(load_cfg('upernet_parcnetv2_t').tta_img_ratios)],

@@ -98,7 +98,7 @@ def test_progress_line_keeps_progress_and_metrics():
 
 def test_summary_table_marks_targets():
     rows = [dict(task='detection', model='M', data='d', iters=10, train_seconds=75.0,
-                 metrics={'box mAP@0.5': 0.61, 'mask mAP@0.5': 0.3}, targets=demo.TARGETS)]
+                 cpu_seconds=70.0, metrics={'box mAP@0.5': 0.61, 'mask mAP@0.5': 0.3}, targets=demo.TARGETS)]
     table = demo.summary_table(rows)
     assert 'box mAP@0.5' in table and '1m15s' in table
     lines = table.splitlines()
@@ -114,6 +114,14 @@ def test_apply_iters_moves_the_schedule_end():
     demo._apply_iters(cfg, 2, None)
     assert all(s['begin'] < s['end'] <= 2 for s in cfg.param_scheduler)
     assert cfg.train_cfg.val_interval == 2
+
+
+def test_build_config_logs_at_every_validation(tmp_path):
+    job = demo.Job('UperNet', 'seg', str(demo.SEG_CONFIG), str(tmp_path), {}, 600, 40, 1, 3,
+                   demo.SEG_METRICS)
+    cfg = demo.build_config(job)
+    assert cfg.train_cfg.val_interval == 40 and cfg.default_hooks.logger.interval == 5
+    assert cfg.work_dir == str(tmp_path) and cfg.randomness == dict(seed=3)
 
 
 def test_kernel_picture_from_a_state_dict(tmp_path):
@@ -147,6 +155,28 @@ def test_curves_overlays_and_grids(tmp_path):
     grid = tile_images([image, np.zeros((4, 8, 3), np.uint8)], columns=2, cell=8,
                        labels=['a', 'b'])
     assert grid.ndim == 3 and grid.shape[0] >= 8 + 22
+
+
+def test_user_coco_becomes_semantic_maps(tmp_path):
+    """`make demo DATA=...`: UperNet trains on semantic maps of the instance masks."""
+    import cv2
+    from pycocotools.coco import COCO
+    info = toy_data.make_coco_instances(tmp_path / 'coco', 2, 1, image_size=(64, 64), seed=1)
+    data = demo.user_data(tmp_path / 'coco', tmp_path / 'out')
+    assert data.coco_classes == toy_data.COCO_CLASSES
+    assert data.seg_classes == ('background',) + toy_data.COCO_CLASSES
+    assert len(data.seg_palette) == len(data.seg_classes)
+    coco = COCO(str(info.files['val_ann']))
+    image = coco.loadImgs(coco.getImgIds())[0]
+    label = cv2.imread(str(data.seg_root / 'annotations' / 'validation'
+                           / image['file_name'].replace('.jpg', '.png')), cv2.IMREAD_UNCHANGED)
+    expected = np.ones((64, 64), np.uint8)
+    for ann in coco.loadAnns(coco.getAnnIds(imgIds=image['id'])):
+        expected[coco.annToMask(ann) > 0] = 0 if ann['iscrowd'] else ann['category_id'] + 1
+    np.testing.assert_array_equal(label, expected)
+    assert len(list((data.seg_root / 'images' / 'training').glob('*.jpg'))) == 2
+    with pytest.raises(SystemExit, match='not a COCO-format dataset'):
+        demo.user_data(tmp_path / 'out', tmp_path / 'out2')
 
 
 def test_infer_rejects_missing_images(tmp_path):

@@ -14,6 +14,13 @@ from mmparc import toy_data
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _scope(name: str):
+    """Build datasets/pipelines in ``name``'s registries, whatever scope an
+    earlier test (e.g. a Runner) left as the default."""
+    from mmengine.registry import DefaultScope
+    return DefaultScope.overwrite_default_scope(name)
+
+
 def _digest(root: Path) -> dict:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob('*')) if p.is_file()}
@@ -142,6 +149,11 @@ def test_coco_objects_are_learnable(coco):
 def test_mmdet_reads_toy_coco(coco):
     from mmdet.datasets import CocoDataset
     root, _ = coco
+    with _scope('mmdet'):
+        _check_mmdet_coco(root, CocoDataset)
+
+
+def _check_mmdet_coco(root, CocoDataset):
     ds = CocoDataset(
         data_root=str(root), ann_file='annotations/instances_train2017.json',
         data_prefix=dict(img='train2017/'), metainfo=dict(classes=toy_data.COCO_CLASSES),
@@ -184,14 +196,16 @@ def test_ade_layout_and_labels(tmp_path):
 def test_mmseg_reads_toy_ade(tmp_path):
     from mmseg.datasets import ADE20KDataset
     toy_data.make_ade20k(tmp_path, 3, 1, (64, 80), seed=4)
-    ds = ADE20KDataset(
-        data_root=str(tmp_path),
-        data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'),
-        pipeline=[dict(type='LoadImageFromFile'),
-                  dict(type='LoadAnnotations', reduce_zero_label=True)])
-    assert len(ds) == 3
-    for i in range(3):
-        seg = ds[i]['gt_seg_map']
+    with _scope('mmseg'):
+        ds = ADE20KDataset(
+            data_root=str(tmp_path),
+            data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'),
+            pipeline=[dict(type='LoadImageFromFile'),
+                      dict(type='LoadAnnotations', reduce_zero_label=True)])
+        items = [ds[i] for i in range(len(ds))]
+    assert len(items) == 3
+    for item in items:
+        seg = item['gt_seg_map']
         assert seg.shape == (64, 80)
         assert set(np.unique(seg).tolist()) <= set(range(len(toy_data.ADE_CLASSES))) | {255}
 
@@ -210,7 +224,8 @@ def test_imagenet_layout_and_mmpretrain(tmp_path):
             rel, label = line.split()
             assert rel.startswith(folders[int(label)] + '/') and rel.endswith('.JPEG')
             assert cv2.imread(str(tmp_path / split / rel)).shape == (40, 48, 3)
-        ds = ImageNet(data_root=str(tmp_path), split=split, pipeline=[])
+        with _scope('mmpretrain'):
+            ds = ImageNet(data_root=str(tmp_path), split=split, pipeline=[])
         assert len(ds) == count
         assert sorted({int(ds.get_data_info(i)['gt_label']) for i in range(count)}) == [0, 1, 2]
 
@@ -249,19 +264,39 @@ def test_imagenet_rejects_bad_num_classes(tmp_path):
 
 
 # ------------------------------------------------------------------------ CLI
-def test_cli_writes_each_kind(tmp_path):
-    script = REPO / 'tools' / 'make_toy_dataset.py'
-    for kind, probe in (('coco', 'annotations/instances_val2017.json'),
-                        ('ade', 'annotations/validation/ADE_val_00000002.png'),
-                        ('imagenet', 'meta/val.txt')):
-        out = tmp_path / kind
-        proc = subprocess.run(
-            [sys.executable, str(script), '--kind', kind, '--out', str(out), '--num-train', '3',
-             '--num-val', '2', '--size', '48', '64', '--seed', '1'],
-            capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr
-        assert f'wrote {kind} toy dataset' in proc.stdout
-        assert (out / probe).is_file()
+def _cli_main():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'make_toy_dataset', REPO / 'tools' / 'make_toy_dataset.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def test_cli_runs_as_a_script(tmp_path):
+    out = tmp_path / 'coco'
+    proc = subprocess.run(
+        [sys.executable, str(REPO / 'tools' / 'make_toy_dataset.py'), '--kind', 'coco',
+         '--out', str(out), '--num-train', '3', '--num-val', '2', '--size', '48', '64',
+         '--seed', '1'], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert 'wrote coco toy dataset' in proc.stdout
     # The CLI and the function agree byte for byte.
     toy_data.make_coco_instances(tmp_path / 'direct', 3, 2, (48, 64), seed=1)
-    assert _digest(tmp_path / 'direct') == _digest(tmp_path / 'coco')
+    assert _digest(tmp_path / 'direct') == _digest(out)
+
+
+@pytest.mark.parametrize('kind,probe', [
+    ('ade', 'annotations/validation/ADE_val_00000002.png'),
+    ('imagenet', 'meta/val.txt'),
+    ('coco', 'annotations/instances_train2017.json'),
+])
+def test_cli_writes_each_kind(tmp_path, kind, probe, capsys):
+    main = _cli_main()
+    extra = ['--mask-format', 'rle'] if kind == 'coco' else []
+    assert main(['--kind', kind, '--out', str(tmp_path), '--num-train', '3', '--num-val', '2',
+                 '--size', '40', '48', '--seed', '1', *extra]) == 0
+    assert f'wrote {kind} toy dataset' in capsys.readouterr().out
+    assert (tmp_path / probe).is_file()
+    img = next(p for p in tmp_path.rglob('*') if p.suffix in ('.jpg', '.JPEG'))
+    assert cv2.imread(str(img)).shape == (40, 48, 3)

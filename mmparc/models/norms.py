@@ -33,10 +33,11 @@ def l2_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
     is the clamp) are detected from the returned ``rstd`` and then the whole
     input takes the reference formula, so results never change beyond float
     rounding.  The check reads a value on the host, so it is only done on
-    CPU in eager mode; elsewhere the reference formula runs (and
-    ``torch.compile`` fuses it).
+    CPU in eager mode; elsewhere (other devices, ``torch.compile``, jit
+    tracing and ONNX export) the reference formula runs.
     """
-    if x.device.type != 'cpu' or x.numel() == 0 or torch.compiler.is_compiling():
+    if (x.device.type != 'cpu' or x.numel() == 0 or torch.compiler.is_compiling()
+            or torch.jit.is_tracing()):  # a trace would freeze the host-side check
         return l2_layer_norm_reference(x, weight, bias, eps)
     channels = x.shape[-1]
     scale = math.sqrt(channels)
