@@ -138,7 +138,8 @@ def _add_noise(rng: np.random.Generator, img: np.ndarray, sigma: float) -> np.nd
     return np.clip(img + noise, 0, 255).astype(np.uint8)
 
 
-def _jitter_colour(rng: np.random.Generator, colour: Sequence[int], amount: int = 25) -> Tuple[int, ...]:
+def _jitter_colour(rng: np.random.Generator, colour: Sequence[int],
+                   amount: int = 25) -> Tuple[int, ...]:
     c = np.asarray(colour) + rng.integers(-amount, amount + 1, 3)
     return tuple(int(v) for v in np.clip(c, 0, 255))
 

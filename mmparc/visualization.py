@@ -194,7 +194,7 @@ def colorize_labels(label: np.ndarray, palette: Sequence[Sequence[int]],
 
 
 def overlay_labels(image_rgb: np.ndarray, label: np.ndarray,
-                   palette: Sequence[Sequence[int]], alpha: float = 0.55,
+                   palette: Sequence[Sequence[int]], alpha: float = 0.65,
                    ignore_index: int = 255) -> np.ndarray:
     """``image`` blended with the coloured label map, with class boundaries
     drawn solid so small regions stay visible."""

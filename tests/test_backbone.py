@@ -351,3 +351,22 @@ def test_input_not_4d():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ParCNetV2(**{'arch': 'xt', **kwargs})
+
+
+def test_l2_norm_rows_below_eps_are_constant_in_backward():
+    from mmparc.models import L2LayerNorm
+    norm = L2LayerNorm(8)
+    with torch.no_grad():
+        norm.weight.copy_(torch.rand(8) + 1)
+    x = torch.zeros(2, 3, 8)
+    x[0, 0] = torch.randn(8)
+    x[1, 2] = 1e-9 * torch.randn(8)  # below eps: official divisor is the clamp
+    x.requires_grad_(True)
+    out = norm(x)
+    nchw = x.detach().permute(0, 2, 1).unsqueeze(-1)
+    expected = ref.l2_norm(nchw, norm.weight.detach()).squeeze(-1).permute(0, 2, 1)
+    torch.testing.assert_close(out, expected)
+    (out * torch.randn_like(out)).sum().backward()
+    assert torch.isfinite(x.grad).all()
+    assert x.grad[0, 0].abs().sum() > 0
+    assert torch.all(x.grad[1] == 0) and torch.all(x.grad[0, 1:] == 0)

@@ -590,6 +590,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         'model.decode_head.num_classes': len(data.seg_classes),
         'model.auxiliary_head.num_classes': len(data.seg_classes),
     }
+    if args.data is not None:  # images of different sizes: mmseg tests them one by one
+        seg_options['val_dataloader.batch_size'] = 1
     if args.quick:
         for options in (det_options, seg_options):
             options['train_dataloader.batch_size'] = 2

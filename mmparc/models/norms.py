@@ -12,9 +12,18 @@ _TINY_VARIANCE = 1e-30
 
 def l2_layer_norm_reference(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                             eps: float) -> torch.Tensor:
-    """The official formula, op by op: ``w * (x - mean) / max(||x - mean||_2, eps) + b``."""
+    """The official formula, op by op: ``w * (x - mean) / max(||x - mean||_2, eps) + b``.
+
+    Where the length is below ``eps`` the output (``centred / eps``) is the
+    official one, but it is treated as a constant in the backward pass: the
+    exact gradient there is ``1 / eps`` (a million) times the incoming one, and
+    over the zero padding of detection batches, where a zero-initialised
+    network holds exact zeros, it compounds across norms until it overflows.
+    """
     centred = x - x.mean(-1, keepdim=True)
     length = torch.linalg.vector_norm(centred, dim=-1, keepdim=True)
+    tiny = length < eps
+    centred = torch.where(tiny, centred.detach(), centred)
     out = centred / length.clamp_min(eps) * weight
     if bias is not None:
         out = out + bias
@@ -41,7 +50,8 @@ def l2_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
         return l2_layer_norm_reference(x, weight, bias, eps)
     channels = x.shape[-1]
     scale = math.sqrt(channels)
-    out, _, rstd = torch.native_layer_norm(x, (channels, ), weight / scale, bias,
+    # (`weight * (1 / scale)`: division by a Python float costs a dtype copy.)
+    out, _, rstd = torch.native_layer_norm(x, (channels, ), weight * (1 / scale), bias,
                                            _TINY_VARIANCE)
     if rstd.max().item() > scale / eps:
         return l2_layer_norm_reference(x, weight, bias, eps)
