@@ -11,6 +11,8 @@ env:
 test: env
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# make demo [DATA=/path/to/coco]: train and evaluate on generated data (or
+# a COCO-format dataset) on the CPU, then draw the results; see README "Demo".
 demo: env
 	$(PY) tools/demo.py $(DATA)
 

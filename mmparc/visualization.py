@@ -55,19 +55,14 @@ def read_scalars(path: PathLike) -> Tuple[Records, Records]:
     return train, val
 
 
-def _smooth(values: np.ndarray, window: int) -> np.ndarray:
-    if window <= 1 or len(values) < window:
-        return values
-    kernel = np.ones(window) / window
-    padded = np.concatenate([np.full(window - 1, values[0]), values])
-    return np.convolve(padded, kernel, mode='valid')
-
-
 def plot_training_curves(runs: Mapping[str, Tuple[Records, Records]],
                          metrics: Mapping[str, Sequence[Tuple[str, str, float]]],
                          out_file: PathLike,
                          targets: Optional[Mapping[str, float]] = None) -> Path:
-    """One column per run: total loss (raw and smoothed) above, metrics below.
+    """One column per run: total training loss above, validation metrics below.
+
+    The losses are plotted as logged: mmengine's LogProcessor already averages
+    them over its window.
 
     Args:
         runs: ``{title: (train_records, val_records)}``.
@@ -84,13 +79,13 @@ def plot_training_curves(runs: Mapping[str, Tuple[Records, Records]],
         ax = axes[0, col]
         steps = np.array([r['step'] for r in train if 'loss' in r], dtype=float)
         loss = np.array([r['loss'] for r in train if 'loss' in r], dtype=float)
-        if len(steps):
-            ax.plot(steps, loss, color='tab:blue', alpha=0.3, lw=1, label='loss')
-            ax.plot(steps, _smooth(loss, 5), color='tab:blue', lw=2, label='smoothed')
+        last = max([r['step'] for r in train + val], default=1)
+        ax.plot(steps, loss, color='tab:blue', lw=2)
+        ax.set_xlim(0, last)
         ax.set_title(f'{title}: training loss')
         ax.set_xlabel('iteration')
+        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(loc='upper right')
         ax = axes[1, col]
         for i, (key, label, scale) in enumerate(metrics.get(title, ())):
             points = [(r['step'], r[key] * scale) for r in val if key in r]
@@ -104,6 +99,7 @@ def plot_training_curves(runs: Mapping[str, Tuple[Records, Records]],
                            label=f'target {targets[label]:g}')
         ax.set_title(f'{title}: validation')
         ax.set_xlabel('iteration')
+        ax.set_xlim(0, last)
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
         ax.legend(loc='lower right', fontsize='small')

@@ -18,8 +18,14 @@ the config's ``default_scope``.
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import List, Optional, Sequence
+
+# Notices from building a model for training, which say nothing about inference.
+for _message in ('pkg_resources is deprecated', '``build_loss`` would be deprecated',
+                 'Default ``avg_non_ignore`` is False', 'Failed to add <class'):
+    warnings.filterwarnings('ignore', message=_message)
 
 try:
     import mmparc  # noqa: F401  (registers ParCNetV2)

@@ -102,18 +102,91 @@ def use_toeplitz(size: int, length: int, impl: str) -> bool:
     return TOEPLITZ_MIN_SIZE <= size <= TOEPLITZ_MAX_RATIO * min(length, 2 * size - 1)
 
 
-def _toeplitz_pass(v: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Tensor:
-    """Toeplitz product of contiguous channel-major ``(C, N, H, W)`` along ``dim``."""
+def _toeplitz_product(v: torch.Tensor, matrix: torch.Tensor, dim: int,
+                      add: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``T @ x`` along ``dim`` of contiguous channel-major ``(C, N, H, W)``, plus ``add``.
+
+    Along W the rows of all images form one strided matrix, so it is one
+    ``bmm`` (``baddbmm`` accumulates ``add`` in the GEMM); along H they only
+    do for a single image.
+    """
     channels, batch, height, width = v.shape
     if dim == 3:
-        matrix = toeplitz(kernel.to(v.dtype), width)
-        out = torch.bmm(v.view(channels, batch * height, width), matrix.transpose(1, 2))
-        return out.view(channels, batch, height, width)
-    matrix = toeplitz(kernel.to(v.dtype), height)
+        rows = v.view(channels, batch * height, width)
+        if add is None:
+            out = torch.bmm(rows, matrix.transpose(1, 2))
+        else:
+            out = torch.baddbmm(add.reshape(rows.shape), rows, matrix.transpose(1, 2))
+        return out.view(v.shape)
     if batch == 1:
-        return torch.bmm(matrix, v.view(channels, height, width)).view(v.shape)
-    # Rows of different images are not one strided matrix: broadcast over N.
-    return torch.matmul(matrix.unsqueeze(1), v)
+        out = torch.bmm(matrix, v.view(channels, height, width)).view(v.shape)
+    else:
+        out = torch.matmul(matrix.unsqueeze(1), v)
+    return out if add is None else out + add
+
+
+class _ToeplitzPass(torch.autograd.Function):
+    """:func:`_toeplitz_product` that saves the kernel, not its ``S x S`` matrices.
+
+    The matrices are rebuilt in the backward pass (one copy each); saving
+    them would add about a tenth to the activation memory of training.
+    """
+
+    @staticmethod
+    def forward(ctx, v: torch.Tensor, kernel: torch.Tensor, dim: int,
+                add: Optional[torch.Tensor]) -> torch.Tensor:
+        ctx.save_for_backward(v, kernel)
+        ctx.dim = dim
+        return _toeplitz_product(v, toeplitz(kernel.to(v.dtype), v.shape[dim]), dim, add)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        v, kernel = ctx.saved_tensors
+        dim = ctx.dim
+        channels, batch, height, width = v.shape
+        size = v.shape[dim]
+        grad = grad.contiguous()
+        x = v.to(grad.dtype)
+        matrix = toeplitz(kernel.to(grad.dtype), size)
+        grad_v = grad_kernel = None
+        if dim == 3:  # out = x @ T^T
+            grad_rows = grad.view(channels, batch * height, width)
+            if ctx.needs_input_grad[0]:
+                grad_v = torch.bmm(grad_rows, matrix).view(v.shape)
+            if ctx.needs_input_grad[1]:
+                grad_matrix = torch.bmm(grad_rows.transpose(1, 2),
+                                        x.view(channels, batch * height, width))
+        else:  # out = T @ x, per image
+            if ctx.needs_input_grad[0]:
+                grad_v = _toeplitz_product(grad, matrix.transpose(1, 2), 2)
+            if ctx.needs_input_grad[1]:
+                if batch == 1:
+                    grad_matrix = torch.bmm(grad.view(channels, height, width),
+                                            x.view(channels, height, width).transpose(1, 2))
+                else:
+                    grad_matrix = torch.einsum('cnhw,cnkw->chk', grad, x)
+        if ctx.needs_input_grad[1]:
+            # T = pad(kernel).unfold(1, S, 1).flip(1): sum dT along its diagonals.
+            padded = torch.ops.aten.unfold_backward(grad_matrix.flip(1), [channels, 2 * size - 1],
+                                                    1, size, 1)
+            pad = size - 1 - kernel.shape[1] // 2
+            grad_kernel = padded[:, pad:pad + kernel.shape[1]].to(kernel.dtype)
+        if grad_v is not None:
+            grad_v = grad_v.to(v.dtype)
+        return grad_v, grad_kernel, None, grad if ctx.needs_input_grad[3] else None
+
+
+def _toeplitz_pass(v: torch.Tensor, kernel: torch.Tensor, dim: int,
+                   add: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Toeplitz convolution of contiguous channel-major ``(C, N, H, W)`` along ``dim``.
+
+    ``kernel`` is cropped (at most ``2 * size - 1`` taps); ``add`` (same shape
+    as ``v``) is added to the result, inside the GEMM along W.
+    """
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                       for t in (v, kernel, add)):
+        return _ToeplitzPass.apply(v, kernel, dim, add)
+    return _toeplitz_product(v, toeplitz(kernel.to(v.dtype), v.shape[dim]), dim, add)
 
 
 def _direct_pass(x: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Tensor:
@@ -138,23 +211,32 @@ def _from_channel_major(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def oversized_channel_major(v: torch.Tensor, kernel_h: torch.Tensor, kernel_w: torch.Tensor,
-                            impl: str = 'auto') -> torch.Tensor:
+                            impl: str = 'auto', add: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Vertical then horizontal 'same' convolution of channel-major ``(C, N, H, W)``.
 
     The layout in which the Toeplitz form needs no copies; the mixer of
     :class:`~mmparc.models.ParCNetV2` produces it directly from ``pwconv1``.
-    Returns a contiguous ``(C, N, H, W)`` tensor.
+    ``add``, a tensor of the same shape, is added to the result (inside the
+    last GEMM when it can).  Returns a contiguous ``(C, N, H, W)`` tensor.
     """
     v = v.contiguous()
-    for kernel, dim in ((kernel_h, 2), (kernel_w, 3)):
-        kernel = crop_kernel(kernel, v.shape[dim])
-        if use_toeplitz(v.shape[dim], kernel.shape[1], impl):
-            v = _toeplitz_pass(v, kernel, dim)
-        else:
-            # Depthwise convolution is fast channels-last, slow on this layout.
-            x = v.transpose(0, 1).contiguous(memory_format=torch.channels_last)
-            v = _to_channel_major(_direct_pass(x, kernel, dim))
-    return v
+    kernel_h = crop_kernel(kernel_h, v.shape[2])
+    kernel_w = crop_kernel(kernel_w, v.shape[3])
+    if use_toeplitz(v.shape[2], kernel_h.shape[1], impl):
+        v = _toeplitz_pass(v, kernel_h, 2)
+    else:
+        v = _direct_channel_major(v, kernel_h, 2)
+    if use_toeplitz(v.shape[3], kernel_w.shape[1], impl):
+        return _toeplitz_pass(v, kernel_w, 3, add)
+    v = _direct_channel_major(v, kernel_w, 3)
+    return v if add is None else v + add
+
+
+def _direct_channel_major(v: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Tensor:
+    # Depthwise convolution with a long kernel is several times faster
+    # channels-last than on this layout.
+    x = v.transpose(0, 1).contiguous(memory_format=torch.channels_last)
+    return _to_channel_major(_direct_pass(x, kernel, dim))
 
 
 def conv1d_same(x: torch.Tensor, kernel: torch.Tensor, dim: int,
@@ -295,10 +377,14 @@ class OversizedConv2d(nn.Module):
         out = oversized_channel_major(_to_channel_major(x), kernel_h, kernel_w, self.impl)
         return _from_channel_major(out, x)
 
-    def forward_channel_major(self, v: torch.Tensor) -> torch.Tensor:
-        """The same convolution on channel-major ``(C, N, H, W)`` data, without layout copies."""
+    def forward_channel_major(self, v: torch.Tensor,
+                              add: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The same convolution on channel-major ``(C, N, H, W)`` data (plus ``add``).
+
+        See :func:`oversized_channel_major`; no layout copies are made.
+        """
         kernel_h, kernel_w = self.kernels(v.shape[2], v.shape[3])
-        return oversized_channel_major(v, kernel_h, kernel_w, self.impl)
+        return oversized_channel_major(v, kernel_h, kernel_w, self.impl, add)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
                               missing_keys, unexpected_keys, error_msgs) -> None:

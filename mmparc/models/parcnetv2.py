@@ -20,8 +20,6 @@ from mmengine.model.weight_init import trunc_normal_
 from ..registry import MODELS
 from .norms import L2LayerNorm
 from .oversized_conv import KERNEL_MODES, OversizedConv2d, depthwise_conv2d
-import os
-EXP = dict(local_cl=os.environ.get('LOCAL_CL', '0'), split=os.environ.get('SPLIT', 'chunk'), mlp=os.environ.get('MLP', 'chunk'), skip='')
 
 
 def _pointwise(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
@@ -101,6 +99,47 @@ class Downsampling(nn.Module):
         return _strided_conv(self.conv, x).permute(0, 2, 3, 1)
 
 
+class _GatedProjection(torch.autograd.Function):
+    """``linear((a * f(b)).t(), weight)`` for channel-major ``(K, N)`` ``a`` and ``b``.
+
+    ``f`` is GELU or the identity.  Only ``a`` and ``b`` are saved: the gated
+    product is recomputed in the backward pass (an element-wise pass)
+    instead of being kept, with ``f(b)``, for the whole step, which saves a
+    quarter of the activation memory of training.
+    """
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor,
+                gelu: bool) -> torch.Tensor:
+        ctx.save_for_backward(a, b, weight)
+        ctx.gelu = gelu
+        return F.linear((a * (F.gelu(b) if gelu else b)).t(), weight)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        a, b, weight = ctx.saved_tensors
+        dtype = grad.dtype
+        a_, b_ = a.to(dtype), b.to(dtype)
+        gate = F.gelu(b_) if ctx.gelu else b_
+        grad_a = grad_b = grad_w = None
+        grad_hidden = torch.mm(weight.to(dtype).t(), grad.t())
+        if ctx.needs_input_grad[0]:
+            grad_a = (grad_hidden * gate).to(a.dtype)
+        if ctx.needs_input_grad[1]:
+            grad_b = grad_hidden.mul_(a_)
+            if ctx.gelu:
+                grad_b = torch.ops.aten.gelu_backward(grad_b, b_)
+            grad_b = grad_b.to(b.dtype)
+        if ctx.needs_input_grad[2]:
+            grad_w = torch.mm(grad.t(), (a_ * gate).t()).to(weight.dtype)
+        return grad_a, grad_b, grad_w, None
+
+
+def _gated_projection(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor,
+                      gelu: bool) -> torch.Tensor:
+    return _GatedProjection.apply(a, b, weight, gelu)
+
+
 class ParCV2Mixer(nn.Module):
     """Token mixer: gated oversized + 7x7 local depthwise convolution.
 
@@ -117,37 +156,32 @@ class ParCV2Mixer(nn.Module):
         self.pwconv2 = nn.Conv2d(dim, dim, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Channel-major (C, B, H, W) inside: pwconv1 writes it for free (a
-        # product with the transposed input), the oversized convolution runs
-        # as batched GEMMs on it without copies, and pwconv2 reads it back as
-        # a transposed operand into channels-last (B, H, W, C).
+        # Channel-major (C, B, H, W) inside: pwconv1 writes it directly (a
+        # product with the transposed input), both depthwise convolutions run
+        # on it without layout copies (the oversized one as batched GEMMs,
+        # which also add the local branch in), and pwconv2 reads the result
+        # as a transposed operand, back into channels-last (B, H, W, C).
         batch, height, width, channels = x.shape
         rows = x.reshape(-1, channels)
-        if EXP['split'] == 'chunk':
-            mixed = torch.addmm(self.pwconv1.bias.unsqueeze(1), self.pwconv1.weight.flatten(1), rows.t())
-            gate, value = mixed.chunk(2)
+        mixed = torch.addmm(self.pwconv1.bias.unsqueeze(1), self.pwconv1.weight.flatten(1),
+                            rows.t())
+        gate, value = mixed.view(2 * channels, batch, height, width).chunk(2)
+        inference = not torch.is_grad_enabled()
+        value = torch.ops.aten.gelu_(value) if inference else F.gelu(value)
+        local = depthwise_conv2d(value.transpose(0, 1), self.dwconv2.weight).transpose(0, 1)
+        spatial = self.dwconv1.forward_channel_major(value, add=local)
+        weight = self.pwconv2.weight.flatten(1)
+        if inference:
+            out = F.linear(spatial.mul_(gate).view(channels, -1).t(), weight)
         else:
-            w = self.pwconv1.weight.flatten(1); b = self.pwconv1.bias.unsqueeze(1)
-            gate = torch.addmm(b[:channels], w[:channels], rows.t())
-            value = torch.addmm(b[channels:], w[channels:], rows.t())
-        gate = gate.view(channels, batch, height, width)
-        value = F.gelu(value).view(channels, batch, height, width)
-        spatial = self.dwconv1.forward_channel_major(value) if 'over' not in EXP['skip'] else value.clone()
-        if 'local' in EXP['skip']:
-            pass
-        elif torch.is_grad_enabled():
-            spatial = spatial + self._local(value)
-        else:
-            spatial = spatial.add_(self._local(value))
-        out = F.linear((gate * spatial).view(channels, -1).t(), self.pwconv2.weight.flatten(1))
+            out = _gated_projection(spatial.view(channels, -1), gate.reshape(channels, -1),
+                                    weight, False)
         return out.view(batch, height, width, channels)
 
-    def _local(self, value: torch.Tensor) -> torch.Tensor:
-        """``dwconv2`` of channel-major ``(C, B, H, W)``."""
-        if EXP['local_cl'] == '1':
-            out = self.dwconv2(value.transpose(0, 1).contiguous(memory_format=torch.channels_last))
-            return out.transpose(0, 1)
-        return depthwise_conv2d(value.transpose(0, 1), self.dwconv2.weight).transpose(0, 1)
+
+# Inference tiles of the MLP: >= 256 rows, ~1M hidden elements.
+MLP_TILE_ROWS = 256
+MLP_TILE_ELEMENTS = 1 << 20
 
 
 class BifurcateGateMLP(nn.Module):
@@ -162,32 +196,29 @@ class BifurcateGateMLP(nn.Module):
         self.fc2 = nn.Linear(hidden // 2, dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # 2-D operands: F.linear fuses the bias into the GEMM only for those.
-        # Channel-major hidden layer, (5C, B*H*W): its halves are contiguous
-        # (GELU runs ~1.6x slower on the strided halves of a channels-last
-        # one), and fc2 reads it back as a transposed operand.
         rows = x.reshape(-1, x.shape[-1])
         if torch.is_grad_enabled():
-            value, gate = torch.addmm(self.fc1.bias.unsqueeze(1), self.fc1.weight, rows.t()).chunk(2)
-            return F.linear((value * F.gelu(gate)).t(), self.fc2.weight).view(x.shape)
-        # Inference: in row tiles, in place.  The hidden layer then stays in
-        # cache from fc1 to fc2, and no large tensor is allocated (fresh
-        # pages cost as much as the GEMM writing them at detection sizes).
+            # Channel-major hidden layer (5C, B*H*W): one GEMM, contiguous
+            # halves for GELU, and fc2 reads it as a transposed operand.
+            value, gate = torch.addmm(self.fc1.bias.unsqueeze(1), self.fc1.weight,
+                                      rows.t()).chunk(2)
+            return _gated_projection(value, gate, self.fc2.weight, True).view(x.shape)
+        # Inference in row tiles of ~4 MB of hidden layer: a tile stays in
+        # cache from fc1 to fc2, and no large block is allocated (glibc maps
+        # blocks over 32 MB afresh for each call, and their page faults cost
+        # as much as the GEMM that writes them: 1.3-2x slower MLPs in the
+        # first two stages at 800x1216 without tiles).
         step = max(MLP_TILE_ROWS, MLP_TILE_ELEMENTS // self.fc1.out_features)
-        parts = []
-        for start in range(0, rows.shape[0], step):
-            tile = rows[start:start + step]
-            value, gate = torch.addmm(self.fc1.bias.unsqueeze(1), self.fc1.weight, tile.t()).chunk(2)
-            hidden = value.mul_(torch.ops.aten.gelu_(gate))
-            parts.append(F.linear(hidden.t(), self.fc2.weight))
-        out = parts[0] if len(parts) == 1 else torch.cat(parts)
-        return out.view(x.shape)
+        if rows.shape[0] <= step:
+            return self._infer(rows).view(x.shape)
+        return torch.cat([self._infer(tile) for tile in rows.split(step)]).view(x.shape)
 
-
-# Inference tiles of the MLP: >= 256 rows (GEMM efficiency) and about 2 MB
-# of hidden layer (L2/L3 resident).
-MLP_TILE_ROWS = 256
-MLP_TILE_ELEMENTS = 1 << 19
+    def _infer(self, rows: torch.Tensor) -> torch.Tensor:
+        """Inference on ``(N, C)`` rows: two row-major GEMMs (contiguous halves), in place."""
+        half = self.fc2.in_features
+        value = F.linear(rows, self.fc1.weight[:half], self.fc1.bias[:half])
+        gate = F.linear(rows, self.fc1.weight[half:], self.fc1.bias[half:])
+        return F.linear(value.mul_(torch.ops.aten.gelu_(gate)), self.fc2.weight)
 
 
 class Scale(nn.Module):
