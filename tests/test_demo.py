@@ -98,7 +98,8 @@ def test_progress_line_keeps_progress_and_metrics():
 
 def test_summary_table_marks_targets():
     rows = [dict(task='detection', model='M', data='d', iters=10, train_seconds=75.0,
-                 cpu_seconds=70.0, metrics={'box mAP@0.5': 0.61, 'mask mAP@0.5': 0.3}, targets=demo.TARGETS)]
+                 cpu_seconds=70.0, metrics={'box mAP@0.5': 0.61, 'mask mAP@0.5': 0.3},
+                 targets=demo.TARGETS)]
     table = demo.summary_table(rows)
     assert 'box mAP@0.5' in table and '1m15s' in table
     lines = table.splitlines()

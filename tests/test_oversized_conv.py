@@ -110,7 +110,7 @@ def test_toeplitz_matrix_is_the_convolution():
 
 def test_auto_rule():
     assert use_toeplitz(56, 111, 'auto') and use_toeplitz(200, 111, 'auto')
-    assert not use_toeplitz(TOEPLITZ_MIN_SIZE - 1, 13, 'auto')  # CPU bmm's scalar loop
+    assert use_toeplitz(TOEPLITZ_MIN_SIZE - 1, 13, 'auto')  # zero-padded to 8
     assert not use_toeplitz(512, 13, 'auto')  # dense matrix 40x the kernel
     assert use_toeplitz(5, 9, 'toeplitz') and not use_toeplitz(56, 111, 'direct')
 

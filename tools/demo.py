@@ -489,7 +489,8 @@ def kernel_picture(checkpoint: Path, out: Path, stage: int = 1, block: int = 0) 
     return plot_oversized_kernels(
         kernel_h, kernel_w, out / 'oversized_kernels.png',
         title=f'Learned oversized kernels, Mask R-CNN backbone stage {stage + 1} block '
-              f'{block + 1} ({kernel_h.shape[1]} taps on a {(kernel_h.shape[1] + 1) // 2}-high map)')
+              f'{block + 1} ({kernel_h.shape[1]} taps on a '
+              f'{(kernel_h.shape[1] + 1) // 2}-high map)')
 
 
 # ------------------------------------------------------------------- summary

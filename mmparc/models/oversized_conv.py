@@ -45,8 +45,9 @@ IMPLEMENTATIONS = ('auto', 'direct', 'toeplitz')
 # multiply-adds at the detection scale; at 4x it is at par in inference and
 # still well ahead in training.
 TOEPLITZ_MAX_RATIO = 4
-# Below 8 rows, torch's CPU bmm falls back to a scalar loop (products under
-# 400 multiply-adds), slower than the depthwise convolution it replaces.
+# torch's CPU bmm falls back to a scalar loop for products under 400
+# multiply-adds (4x slower than MKL on a 7 x 7 x 7 product): shorter axes are
+# zero-padded to 8 for the Toeplitz form (and the result cropped).
 TOEPLITZ_MIN_SIZE = 8
 
 
@@ -99,7 +100,7 @@ def use_toeplitz(size: int, length: int, impl: str) -> bool:
         raise ValueError(f'impl must be one of {IMPLEMENTATIONS}, got {impl!r}')
     if impl != 'auto':
         return impl == 'toeplitz'
-    return TOEPLITZ_MIN_SIZE <= size <= TOEPLITZ_MAX_RATIO * min(length, 2 * size - 1)
+    return size <= TOEPLITZ_MAX_RATIO * min(length, 2 * size - 1)
 
 
 def _toeplitz_product(v: torch.Tensor, matrix: torch.Tensor, dim: int,
@@ -220,16 +221,23 @@ def oversized_channel_major(v: torch.Tensor, kernel_h: torch.Tensor, kernel_w: t
     last GEMM when it can).  Returns a contiguous ``(C, N, H, W)`` tensor.
     """
     v = v.contiguous()
-    kernel_h = crop_kernel(kernel_h, v.shape[2])
-    kernel_w = crop_kernel(kernel_w, v.shape[3])
-    if use_toeplitz(v.shape[2], kernel_h.shape[1], impl):
-        v = _toeplitz_pass(v, kernel_h, 2)
-    else:
-        v = _direct_channel_major(v, kernel_h, 2)
-    if use_toeplitz(v.shape[3], kernel_w.shape[1], impl):
+    height, width = v.shape[2:]
+    kernel_h = crop_kernel(kernel_h, height)
+    kernel_w = crop_kernel(kernel_w, width)
+    gemm_h = use_toeplitz(height, kernel_h.shape[1], impl)
+    gemm_w = use_toeplitz(width, kernel_w.shape[1], impl)
+    pad_h = max(TOEPLITZ_MIN_SIZE - height, 0) if gemm_h else 0
+    pad_w = max(TOEPLITZ_MIN_SIZE - width, 0) if gemm_w else 0
+    if pad_h or pad_w:
+        # Zero rows/columns beyond the map are what 'same' padding reads; the
+        # extra outputs are cropped.
+        v = F.pad(v, (0, pad_w, 0, pad_h))
+    v = _toeplitz_pass(v, kernel_h, 2) if gemm_h else _direct_channel_major(v, kernel_h, 2)
+    if gemm_w and not (pad_h or pad_w):
         return _toeplitz_pass(v, kernel_w, 3, add)
-    v = _direct_channel_major(v, kernel_w, 3)
-    return v if add is None else v + add
+    v = _toeplitz_pass(v, kernel_w, 3) if gemm_w else _direct_channel_major(v, kernel_w, 3)
+    v = v[:, :, :height, :width]
+    return v.contiguous() if add is None else v + add
 
 
 def _direct_channel_major(v: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Tensor:
