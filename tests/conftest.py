@@ -12,3 +12,16 @@ sys.path.insert(0, os.path.dirname(__file__))
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_default_scope():
+    """Start every test without the default scope a previous Runner set.
+
+    mmengine keeps the last ``DefaultScope`` process-wide; a test that built
+    an mmseg Runner would otherwise make ``mmpretrain``'s registry resolve
+    names in mmseg's scope in whatever test runs next.
+    """
+    from mmengine.registry import DefaultScope
+    DefaultScope._instance_dict.clear()
+    yield

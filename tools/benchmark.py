@@ -24,7 +24,6 @@ import importlib.util
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -176,15 +175,23 @@ def run_probe(args: argparse.Namespace) -> None:
     batch, height, width = (int(v) for v in args.probe_shape.split(','))
     bench = Bench(args.probe, args.arch)
     x = torch.randn(batch, 3, height, width)
-    before = _rss_bytes()
+    try:  # reset the high-water mark to the current RSS (Linux >= 4.0)
+        Path('/proc/self/clear_refs').write_text('5')
+    except OSError:
+        pass
+    before = _status_bytes('VmRSS')
     bench.step(x, train=True)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _status_bytes('VmHWM')
     print(json.dumps({'peak_rss_bytes': peak, 'step_bytes': peak - before}))
 
 
-def _rss_bytes() -> int:
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+def _status_bytes(field: str) -> int:
+    """A ``kB`` field of ``/proc/self/status`` (``VmHWM`` is this process's own peak,
+    unlike ``ru_maxrss``, which a child inherits from the parent it was forked from)."""
+    for line in Path('/proc/self/status').read_text().splitlines():
+        if line.startswith(field + ':'):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f'no {field} in /proc/self/status')
 
 
 # ----------------------------------------------------------------- report
@@ -296,7 +303,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--models', nargs='*', default=list(MODELS), choices=MODELS)
     parser.add_argument('--repeat-scale', type=float, default=1.0,
                         help='multiply the timed repeats of every config')
-    parser.add_argument('--max-call', type=float, default=20.0,
+    parser.add_argument('--max-call', type=float, default=8.0,
                         help='seconds above which a model is timed by its warm-up call only')
     parser.add_argument('--no-memory', action='store_true', help='skip the memory probes')
     parser.add_argument('--out', default=str(ROOT / 'outputs' / 'benchmark'))
