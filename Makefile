@@ -17,4 +17,4 @@ demo: env
 	$(PY) tools/demo.py $(DATA)
 
 bench: env
-	$(PY) tools/benchmark.py
+	$(PY) tools/analysis_tools/benchmark.py

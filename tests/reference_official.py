@@ -5,7 +5,7 @@ independently of ``mmparc``: plain NCHW tensors, every 1x1 convolution and
 linear layer as ``conv2d``, each oversized 1-D kernel applied by direct
 ``conv2d``, and the official norm (centred vector over its L2 length).  It
 reads state dicts in the official key layout and also serves as the
-"official formulation" in ``tools/benchmark.py``.
+"official formulation" in ``tools/analysis_tools/benchmark.py``.
 """
 from typing import Dict, List, Optional, Sequence, Tuple
 

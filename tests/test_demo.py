@@ -25,7 +25,7 @@ def _config(name: str):
 
 # ------------------------------------------------------------------ configs
 def test_quickstart_configs_shrink_the_real_ones():
-    det = _config('quickstart_mask_rcnn')
+    det = _config('quickstart/mask_rcnn_parcnetv2_toy')
     assert det.model.backbone.type == 'mmparc.ParCNetV2'
     assert det.model.backbone.init_cfg is None  # no ImageNet weights: from scratch
     assert det.model.backbone.arch == dict(depths=[1, 1, 3, 1], dims=[32, 64, 128, 192])
@@ -35,7 +35,7 @@ def test_quickstart_configs_shrink_the_real_ones():
     assert tuple(det.classes) == toy_data.COCO_CLASSES
     assert det.optim_wrapper.type == 'mmparc.FallbackAmpOptimWrapper'  # inherited
     assert det.param_scheduler[-1]['end'] == det.train_cfg.max_iters
-    seg = _config('quickstart_upernet')
+    seg = _config('quickstart/upernet_parcnetv2_toy')
     assert seg.model.backbone.init_cfg is None
     assert seg.model.decode_head.num_classes == len(toy_data.ADE_CLASSES)
     assert tuple(seg.classes) == toy_data.ADE_CLASSES
@@ -49,12 +49,12 @@ def test_quickstart_models_build_and_run():
     from mmseg.registry import MODELS as SEG_MODELS
     x = torch.randn(1, 3, 192, 192)
     init_default_scope('mmdet')
-    det = DET_MODELS.build(_config('quickstart_mask_rcnn').model).eval()
+    det = DET_MODELS.build(_config('quickstart/mask_rcnn_parcnetv2_toy').model).eval()
     with torch.no_grad():
         feats = det.extract_feat(x)
     assert [f.shape[1] for f in feats] == [64] * 5
     init_default_scope('mmseg')
-    seg = SEG_MODELS.build(_config('quickstart_upernet').model).eval()
+    seg = SEG_MODELS.build(_config('quickstart/upernet_parcnetv2_toy').model).eval()
     with torch.no_grad():
         logits = seg(x, mode='tensor')
     assert logits.shape[1] == len(toy_data.ADE_CLASSES)
@@ -65,7 +65,7 @@ def test_quickstart_seg_dataset_reads_toy_ade(tmp_path):
     from mmseg.registry import DATASETS
     init_default_scope('mmseg')
     toy_data.make_ade20k(tmp_path, 2, 1, image_size=(64, 64), seed=0)
-    cfg = _config('quickstart_upernet').val_dataloader.dataset
+    cfg = _config('quickstart/upernet_parcnetv2_toy').val_dataloader.dataset
     cfg.data_root = str(tmp_path)
     dataset = DATASETS.build(cfg)
     assert len(dataset) == 1 and dataset.metainfo['classes'] == toy_data.ADE_CLASSES
@@ -107,7 +107,7 @@ def test_summary_table_marks_targets():
 
 
 def test_apply_iters_moves_the_schedule_end():
-    cfg = _config('quickstart_mask_rcnn')
+    cfg = _config('quickstart/mask_rcnn_parcnetv2_toy')
     demo._apply_iters(cfg, 300, 100)
     assert cfg.train_cfg.max_iters == 300 and cfg.train_cfg.val_interval == 100
     assert cfg.param_scheduler[-1]['end'] == 300

@@ -1,4 +1,4 @@
-"""ONNX export (tools/export_onnx.py) checked with onnxruntime.
+"""ONNX export (tools/deployment/export_onnx.py) checked with onnxruntime.
 
 The t classifier is exported at 224x224 in both kernel modes, the t backbone
 (all four stages, official det/seg weights layout) at 320x480, a small
@@ -30,7 +30,7 @@ ALLOWED_OPS = {'Conv', 'MatMul', 'Gemm', 'Add', 'Sub', 'Mul', 'Div', 'Erf', 'Tra
 @pytest.fixture(scope='module')
 def tool() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
-        'export_onnx', os.path.join(ROOT, 'tools', 'export_onnx.py'))
+        'export_onnx', os.path.join(ROOT, 'tools', 'deployment', 'export_onnx.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -1,4 +1,4 @@
-"""mmparc.toy_data and tools/make_toy_dataset.py: formats, determinism, loaders."""
+"""mmparc.toy_data and tools/misc/make_toy_dataset.py: formats, determinism, loaders."""
 import hashlib
 import json
 import subprocess
@@ -267,7 +267,7 @@ def test_imagenet_rejects_bad_num_classes(tmp_path):
 def _cli_main():
     import importlib.util
     spec = importlib.util.spec_from_file_location(
-        'make_toy_dataset', REPO / 'tools' / 'make_toy_dataset.py')
+        'make_toy_dataset', REPO / 'tools' / 'misc' / 'make_toy_dataset.py')
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.main
@@ -276,7 +276,7 @@ def _cli_main():
 def test_cli_runs_as_a_script(tmp_path):
     out = tmp_path / 'coco'
     proc = subprocess.run(
-        [sys.executable, str(REPO / 'tools' / 'make_toy_dataset.py'), '--kind', 'coco',
+        [sys.executable, str(REPO / 'tools' / 'misc' / 'make_toy_dataset.py'), '--kind', 'coco',
          '--out', str(out), '--num-train', '3', '--num-val', '2', '--size', '48', '64',
          '--seed', '1'], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

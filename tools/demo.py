@@ -2,7 +2,7 @@
 """`make demo`: watch ParCNetV2 learn detection and segmentation on a CPU.
 
 1. Writes two small deterministic datasets with ``mmparc.toy_data`` (what
-   ``tools/make_toy_dataset.py`` writes): COCO-style instance segmentation
+   ``tools/misc/make_toy_dataset.py`` writes): COCO-style instance segmentation
    and ADE20K-style semantic segmentation.
 2. Trains Mask R-CNN and UperNet with ParCNetV2 backbones from scratch
    through mmengine's Runner (``configs/quickstart_*.py``), the two runs side
@@ -49,8 +49,8 @@ TOOLS = Path(__file__).resolve().parent
 if str(TOOLS) not in sys.path:
     sys.path.insert(0, str(TOOLS))
 
-DET_CONFIG = REPO / 'configs' / 'quickstart_mask_rcnn.py'
-SEG_CONFIG = REPO / 'configs' / 'quickstart_upernet.py'
+DET_CONFIG = REPO / 'configs' / 'quickstart' / 'mask_rcnn_parcnetv2_toy.py'
+SEG_CONFIG = REPO / 'configs' / 'quickstart' / 'upernet_parcnetv2_toy.py'
 #: Targets on the generated val splits (fractions, IoU 0.5 for the mAPs).
 TARGETS = {'box mAP@0.5': 0.5, 'mask mAP@0.5': 0.4, 'mIoU': 0.6}
 #: Runner metric keys (as logged) -> summary names and the factor to a fraction.

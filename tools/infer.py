@@ -3,9 +3,9 @@
 
 Examples::
 
-    python tools/infer.py demo.jpg --config configs/quickstart_mask_rcnn.py \\
+    python tools/infer.py demo.jpg --config configs/quickstart/mask_rcnn_parcnetv2_toy.py \\
         --checkpoint outputs/demo/detection/iter_1200.pth --out outputs/infer
-    python tools/infer.py images/*.jpg --config configs/quickstart_upernet.py \\
+    python tools/infer.py images/*.jpg --config configs/quickstart/upernet_parcnetv2_toy.py \\
         --checkpoint outputs/demo/segmentation/iter_600.pth
 
 Detection (Mask R-CNN, any mmdet config) goes through mmdet's

@@ -9,8 +9,9 @@ custom_imports = dict(imports=['mmparc'], allow_failed_imports=False)
 
 # SyncBN in the box heads, as in the official configs.  With no process group
 # (single-process or CPU runs) torch's SyncBatchNorm computes plain batch
-# statistics, so the same config also runs there unchanged.
-head_norm_cfg = dict(type='SyncBN', requires_grad=True)
+# statistics, so the same config also runs there unchanged.  (Not named
+# `head_norm_cfg`: mmdet's get_flops.py rewrites a top-level key of that name.)
+cascade_head_norm = dict(type='SyncBN', requires_grad=True)
 
 
 def _bbox_head(target_stds):
@@ -29,7 +30,7 @@ def _bbox_head(target_stds):
             target_stds=target_stds),
         reg_class_agnostic=False,
         reg_decoded_bbox=True,
-        norm_cfg=head_norm_cfg,
+        norm_cfg=cascade_head_norm,
         loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
         loss_bbox=dict(type='GIoULoss', loss_weight=10.0))
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Export a ParCNetV2 classifier (or its bare backbone) to ONNX.
 
-    python tools/export_onnx.py configs/imagenet_parcnetv2_t.py --checkpoint cls_t.pth \\
+    python tools/deployment/export_onnx.py configs/imagenet_parcnetv2_t.py --checkpoint cls_t.pth \\
         --shape 224 224 parcnetv2_t.onnx
-    python tools/export_onnx.py configs/mask_rcnn_parcnetv2_t.py --checkpoint det_t.pth \\
+    python tools/deployment/export_onnx.py configs/mask_rcnn_parcnetv2_t.py --checkpoint det_t.pth \\
         --backbone --shape 800 1216 parcnetv2_t_backbone.onnx
 
 The graph takes the normalised image tensor the network proper takes (what

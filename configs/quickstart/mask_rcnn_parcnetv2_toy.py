@@ -1,5 +1,5 @@
 # Quickstart: Mask R-CNN + ParCNetV2 trained from scratch on the toy COCO set
-# (tools/make_toy_dataset.py --kind coco) on a CPU in a few minutes.  It is
+# (tools/misc/make_toy_dataset.py --kind coco) on a CPU in a few minutes.  It is
 # mask_rcnn_parcnetv2_t.py with only what must shrink shrunk:
 #
 # * image size: 192x192 instead of 480-800 x 1333 multi-scale (plus flip);
@@ -18,10 +18,10 @@
 #
 # tools/demo.py sets the data root, classes and iteration counts; by hand:
 #
-#   python tools/make_toy_dataset.py --kind coco --out data/quickstart/coco \
+#   python tools/misc/make_toy_dataset.py --kind coco --out data/quickstart/coco \
 #       --num-train 400 --num-val 60 --size 192 192
-#   mim train mmdet configs/quickstart_mask_rcnn.py
-_base_ = ['./mask_rcnn_parcnetv2_t.py']
+#   mim train mmdet configs/quickstart/mask_rcnn_parcnetv2_toy.py
+_base_ = ['../mask_rcnn_parcnetv2_t.py']
 
 data_root = 'data/quickstart/coco/'
 classes = ('circle', 'square', 'triangle')  # mmparc.toy_data.COCO_CLASSES

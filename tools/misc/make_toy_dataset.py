@@ -3,11 +3,11 @@
 
 Examples::
 
-    python tools/make_toy_dataset.py --kind coco --out data/coco \\
+    python tools/misc/make_toy_dataset.py --kind coco --out data/coco \\
         --num-train 400 --num-val 50 --size 320 320 --seed 0
-    python tools/make_toy_dataset.py --kind ade --out data/ade/ADEChallengeData2016 \\
+    python tools/misc/make_toy_dataset.py --kind ade --out data/ade/ADEChallengeData2016 \\
         --num-train 400 --num-val 50 --size 256 256
-    python tools/make_toy_dataset.py --kind imagenet --out data/imagenet \\
+    python tools/misc/make_toy_dataset.py --kind imagenet --out data/imagenet \\
         --num-train 800 --num-val 200 --size 64 64
 
 The output is deterministic for a given seed; see ``mmparc/toy_data.py``.
@@ -20,7 +20,7 @@ from pathlib import Path
 try:
     from mmparc import toy_data
 except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from mmparc import toy_data
 
 

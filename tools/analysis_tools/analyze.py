@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Parameters and MACs of the models in mmparc configs.
 
-    python tools/analyze.py configs/imagenet_parcnetv2_*.py
-    python tools/analyze.py configs/upernet_parcnetv2_t.py --shape 512 2048
+    python tools/analysis_tools/analyze.py configs/imagenet_parcnetv2_*.py
+    python tools/analysis_tools/analyze.py configs/upernet_parcnetv2_t.py --shape 512 2048
 
 Classifiers are measured at 224x224, segmentors at 512x2048 (as Table 6 of
 the paper) and detectors at 800x1280 unless ``--shape H W`` is given.

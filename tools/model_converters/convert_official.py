@@ -4,11 +4,11 @@
 Examples::
 
     # ImageNet weights -> mmpretrain classifier (configs/imagenet_parcnetv2_t.py)
-    python tools/convert_official.py parcnetv2_tiny.pth.tar cls_t.pth --target classifier
+    python tools/model_converters/convert_official.py parcnetv2_tiny.pth.tar cls_t.pth --target classifier
     # ImageNet weights -> backbone for init_cfg=dict(type='Pretrained', checkpoint=...)
-    python tools/convert_official.py parcnetv2_tiny.pth.tar backbone_t.pth --target backbone
+    python tools/model_converters/convert_official.py parcnetv2_tiny.pth.tar backbone_t.pth --target backbone
     # official mmdet-2.x / mmseg-0.x checkpoint -> one our det/seg configs load
-    python tools/convert_official.py cascade_t_official.pth cascade_t.pth
+    python tools/model_converters/convert_official.py cascade_t_official.pth cascade_t.pth
 """
 import argparse
 

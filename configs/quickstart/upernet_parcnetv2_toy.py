@@ -1,5 +1,5 @@
 # Quickstart: UperNet + ParCNetV2 trained from scratch on the toy ADE20K-style
-# set (tools/make_toy_dataset.py --kind ade) on a CPU in a few minutes.  It is
+# set (tools/misc/make_toy_dataset.py --kind ade) on a CPU in a few minutes.  It is
 # upernet_parcnetv2_t.py with only what must shrink shrunk:
 #
 # * image size: 192x192 crops (and test size) instead of 512x512; the same
@@ -19,10 +19,10 @@
 #
 # tools/demo.py sets the data root and iteration counts; by hand:
 #
-#   python tools/make_toy_dataset.py --kind ade --out data/quickstart/ade \
+#   python tools/misc/make_toy_dataset.py --kind ade --out data/quickstart/ade \
 #       --num-train 400 --num-val 60 --size 192 192
-#   mim train mmseg configs/quickstart_upernet.py
-_base_ = ['./upernet_parcnetv2_t.py']
+#   mim train mmseg configs/quickstart/upernet_parcnetv2_toy.py
+_base_ = ['../upernet_parcnetv2_t.py']
 
 data_root = 'data/quickstart/ade'
 classes = ('sky', 'ground', 'circle', 'square', 'triangle')  # mmparc.toy_data.ADE_CLASSES
