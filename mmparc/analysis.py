@@ -1,43 +1,25 @@
 """Parameter and multiply-accumulate counts, as the paper reports them."""
-import contextlib
-from typing import Dict, Iterator, Sequence
+from typing import Dict, Sequence
 
 import torch
 import torch.nn as nn
-
-from .models.oversized_conv import OversizedConv2d
-
-
-@contextlib.contextmanager
-def direct_oversized_conv(model: nn.Module) -> Iterator[None]:
-    """Evaluate oversized convolutions directly while counting.
-
-    The fast Toeplitz path does more nominal MACs than the convolution it
-    computes; the paper (and the official tools) count the convolution.
-    """
-    convs = [m for m in model.modules() if isinstance(m, OversizedConv2d)]
-    saved = [m.impl for m in convs]
-    try:
-        for m in convs:
-            m.impl = 'direct'
-        yield
-    finally:
-        for m, impl in zip(convs, saved):
-            m.impl = impl
 
 
 def complexity(model: nn.Module, input_shape: Sequence[int]) -> Dict[str, float]:
     """``{'params', 'macs'}`` of ``model`` for one ``(C, H, W)`` input.
 
     MACs are counted by mmengine's jit-trace analyser (fvcore's rules:
-    convolutions and matrix products; element-wise work is free).
+    convolutions and matrix products; element-wise work is free), the
+    counter of mmdet/mmseg/mmpretrain's ``get_flops.py``.  A trace records
+    each op's reference formula (:mod:`mmparc.ops.dispatch`), so oversized
+    convolutions count as the convolutions they are, as in the paper.
     """
     from mmengine.analysis import FlopAnalyzer
     was_training = model.training
     model.eval()
     inputs = (torch.randn(1, *input_shape),)
     try:
-        with torch.no_grad(), direct_oversized_conv(model):
+        with torch.no_grad():
             analyzer = FlopAnalyzer(model, inputs)
             analyzer.unsupported_ops_warnings(False)
             analyzer.uncalled_modules_warnings(False)

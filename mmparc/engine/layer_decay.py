@@ -23,7 +23,7 @@ from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.utils.dl_utils.parrots_wrapper import _BatchNorm, _InstanceNorm
 
-from ..models.norms import L2LayerNorm
+from ..models.layers import L2LayerNorm
 from ..registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 DECAY_TYPES = ('layer_wise', 'stage_wise')

@@ -1,251 +1,170 @@
-"""ParCNetV2 backbone (Xu et al., ICCV 2023, arXiv 2211.07157).
+"""ParCNetV2 (Xu et al., "ParCNetV2: Oversized Kernel with Enhanced Attention", ICCV 2023).
 
-Tensors travel between layers channels-last, ``(B, H, W, C)`` contiguous, as
-in the official code; their ``(B, C, H, W)`` views are then channels-last
-strided, so convolutions run without layout copies and the 1x1 convolutions
-run as plain matrix products.  Inside the token mixer the maps are
-channel-major, ``(C, B, H, W)``, the layout in which the oversized
-convolution is a batched GEMM (see :mod:`.oversized_conv`).  Parameter names
-follow the official release so that its checkpoints load after a prefix
-change only.
+The model as the paper states it: a stem and three downsamplings, and
+stages of uniform local-global blocks.  Each block is a ParC V2 token mixer
+(oversized vertical + horizontal convolution in parallel with a 7x7
+depthwise convolution, gating a projection: the spatial bifurcate gate
+unit) and a channel bifurcate gate unit in place of the MLP, each pre-normed
+and residual.  In both gate units ``value`` is the half passed on linearly
+and ``gate`` the half that goes through GELU (and, in the mixer, the
+convolutions) and multiplies it.
 
-The forward pass is organised for speed on CPU while computing the official
-function (to float rounding): fused norms (:mod:`.norms`), custom backward
-passes that save less and avoid slow depthwise weight gradients, and
-in-place, tiled inference paths.
+Every layer is a module called as one (hooks, FLOP counters and Grad-CAM
+see them all) and takes and returns ``(B, C, H, W)`` tensors.  How a layer
+is computed (fused kernels, GEMM forms, custom backward passes, storage
+order) is the business of :mod:`.layers` and :mod:`mmparc.ops`; see
+``docs/architecture.md``.  Parameter names follow the official release, so
+its checkpoints load after a prefix change only.
 """
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 
+from ..ops import crop_kernel
 from ..registry import MODELS
-from .norms import L2LayerNorm
-from .oversized_conv import KERNEL_MODES, OversizedConv2d, depthwise_conv2d
+from .layers import (KERNEL_MODES, DepthwiseConv2d, GatedProjection, L2LayerNorm,
+                     OversizedConv2d, PointwiseConv2d, Scale, StridedConv2d)
 
-
-class _StridedConv2d(torch.autograd.Function):
-    """``conv2d`` of a channels-last input, with a faster weight gradient on CPU.
-
-    oneDNN computes the weight gradient of a channels-last convolution 3-5x
-    slower than that of contiguous tensors (e.g. 166 ms against 39 ms for
-    the first downsampling at 800x1216), far more than the copies cost.
-    The input gradient stays channels-last, where it is faster.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                stride: Tuple[int, int], padding: Tuple[int, int]) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.geometry = (stride, padding, bias is not None)
-        return F.conv2d(x, weight, bias, stride, padding)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        x, weight = ctx.saved_tensors
-        stride, padding, has_bias = ctx.geometry
-        grad_x = grad_w = grad_b = None
-        conv_backward = torch.ops.aten.convolution_backward
-        geometry = (stride, padding, (1, 1), False, (0, 0), 1)
-        x_in, w_in = x.to(grad.dtype), weight.to(grad.dtype)
-        if ctx.needs_input_grad[0]:
-            grad_x = conv_backward(grad, x_in, w_in, None, *geometry,
-                                   (True, False, False))[0].to(x.dtype)
-        if ctx.needs_input_grad[1]:  # all three contiguous, or the slow kernel is chosen
-            grad_w = conv_backward(grad.contiguous(), x_in.contiguous(), w_in.contiguous(), None,
-                                   *geometry, (False, True, False))[1].to(weight.dtype)
-        if has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad.sum((0, 2, 3)).to(weight.dtype)
-        return grad_x, grad_w, grad_b, None, None
-
-
-def _strided_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    if x.device.type == 'cpu' and torch.is_grad_enabled() and (
-            x.requires_grad or conv.weight.requires_grad):
-        return _StridedConv2d.apply(x, conv.weight, conv.bias, conv.stride, conv.padding)
-    return conv(x)
+MERGE_POLICIES = ('auto', 'always', 'never')
 
 
 class Downsampling(nn.Module):
     """Strided convolution between stages, with the official pre/post norms.
 
-    The stem (``k7 s4 p2``) takes an NCHW image and norms after the conv; the
-    later downsamplings (``k3 s2 p1``) norm the channels-last input before it.
+    The stem (``k7 s4 p2``) norms after the conv; the later downsamplings
+    (``k3 s2 p1``) norm before it.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
                  stride: int, padding: int, is_stem: bool) -> None:
         super().__init__()
         self.is_stem = is_stem
-        if not is_stem:
-            self.pre_norm = L2LayerNorm(in_channels)
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding)
-        # Stored channels-last like the activations: oneDNN would otherwise
-        # reorder the weight on every call (3 ms for the last one at 224).
-        self.conv.weight.data = self.conv.weight.data.contiguous(memory_format=torch.channels_last)
-        if is_stem:
-            self.post_norm = L2LayerNorm(out_channels)
+        self.pre_norm = nn.Identity() if is_stem else L2LayerNorm(in_channels)
+        self.conv = StridedConv2d(in_channels, out_channels, kernel_size, stride, padding)
+        self.post_norm = L2LayerNorm(out_channels) if is_stem else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.is_stem:
-            # Channels-last image and weight: the output comes out (B, H, W, C)
-            # contiguous for the norm, and oneDNN runs this layout faster.
-            x = _strided_conv(self.conv, x.contiguous(memory_format=torch.channels_last))
-            return self.post_norm(x.permute(0, 2, 3, 1))
-        x = self.pre_norm(x).permute(0, 3, 1, 2)
-        return _strided_conv(self.conv, x).permute(0, 2, 3, 1)
+        return self.post_norm(self.conv(self.pre_norm(x)))
+
+    def switch_to_deploy(self) -> None:
+        """Fold the pre-norm's scale into the convolution."""
+        if not self.is_stem:  # the stem's post-norm feeds the residual stream: it keeps its scale
+            self.conv.fold_input_scale(self.pre_norm.take_scale())
 
 
-class _GatedProjection(torch.autograd.Function):
-    """``linear((a * f(b)).t(), weight)`` for channel-major ``(K, N)`` ``a`` and ``b``.
+def merge_pays(kernel_h: int, kernel_w: int, local_h: int, local_w: int) -> bool:
+    """Whether one dense depthwise kernel beats 1-D + 1-D + local convolutions.
 
-    ``f`` is GELU or the identity.  Only ``a`` and ``b`` are saved: the gated
-    product (and ``f(b)``) is recomputed in the backward pass, an element-wise
-    pass, instead of being kept for the whole step.  That is 5 of the ~22
-    saved ``C``-channel maps of a block (2.5C + 2.5C in the MLP, C in the
-    mixer); with :class:`~.oversized_conv._ToeplitzPass` not keeping its
-    matrices, training memory at 800x1216 falls from 1.44x to 0.94x
-    ConvNeXt-T's.
+    Compares multiply-adds per output and channel of the (cropped) kernels;
+    ties merge, since one convolution also saves two passes over memory and
+    the sum.  In practice: maps of at most 4 rows and columns (the last stage
+    of inputs up to 130 px), never at 224 or detection sizes.  Measured with
+    onnxruntime on 2 CPU cores (one mixer, batch 1): merging takes 0.73x the
+    time at a 4x4 map, but 2.2x at 7x7, 7.5x at 14x14 and 1.7x at 16x24.
     """
-
-    @staticmethod
-    def forward(ctx, a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor,
-                gelu: bool) -> torch.Tensor:
-        ctx.save_for_backward(a, b, weight)
-        ctx.gelu = gelu
-        return F.linear((a * (F.gelu(b) if gelu else b)).t(), weight)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        a, b, weight = ctx.saved_tensors
-        dtype = grad.dtype
-        a_, b_ = a.to(dtype), b.to(dtype)
-        gate = F.gelu(b_) if ctx.gelu else b_
-        grad_a = grad_b = grad_w = None
-        grad_hidden = torch.mm(weight.to(dtype).t(), grad.t())
-        if ctx.needs_input_grad[0]:
-            grad_a = (grad_hidden * gate).to(a.dtype)
-        if ctx.needs_input_grad[1]:
-            grad_b = grad_hidden.mul_(a_)
-            if ctx.gelu:
-                grad_b = torch.ops.aten.gelu_backward(grad_b, b_)
-            grad_b = grad_b.to(b.dtype)
-        if ctx.needs_input_grad[2]:
-            grad_w = torch.mm(grad.t(), (a_ * gate).t()).to(weight.dtype)
-        return grad_a, grad_b, grad_w, None
-
-
-def _gated_projection(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor,
-                      gelu: bool) -> torch.Tensor:
-    return _GatedProjection.apply(a, b, weight, gelu)
+    merged = max(kernel_h, local_h) * max(kernel_w, local_w)
+    return merged <= kernel_h + kernel_w + local_h * local_w
 
 
 class ParCV2Mixer(nn.Module):
-    """Token mixer: gated oversized + 7x7 local depthwise convolution.
+    """ParC V2 token mixer: the spatial bifurcate gate unit.
 
-    ``pwconv1`` expands to ``2C``; one half gates the other, whose GELU output
-    goes through the oversized convolution and, in parallel, a 7x7 depthwise
-    convolution before the sum is multiplied by the gate.
+    ``pwconv1`` expands to ``value`` and ``gate`` halves; the gate's GELU
+    goes through the oversized convolution (global) and, in parallel, a 7x7
+    depthwise convolution (local); their sum multiplies the value, and
+    ``pwconv2`` projects the product.
     """
 
-    def __init__(self, dim: int, kernel_size: int, kernel_mode: str, impl: str) -> None:
+    def __init__(self, dim: int, kernel_size: int, kernel_mode: str, conv_impl: str) -> None:
         super().__init__()
-        self.pwconv1 = nn.Conv2d(dim, 2 * dim, 1, bias=True)
-        self.dwconv1 = OversizedConv2d(dim, kernel_size, kernel_mode, impl)
-        self.dwconv2 = nn.Conv2d(dim, dim, 7, padding=3, groups=dim, bias=False)
-        self.pwconv2 = nn.Conv2d(dim, dim, 1, bias=False)
+        self.pwconv1 = PointwiseConv2d(dim, 2 * dim)
+        self.act = nn.GELU()
+        self.dwconv1 = OversizedConv2d(dim, kernel_size, kernel_mode, conv_impl)
+        self.dwconv2 = DepthwiseConv2d(dim, 7)
+        self.pwconv2 = GatedProjection(dim, dim)
+        self.merged: Optional[DepthwiseConv2d] = None  # set by switch_to_deploy
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Channel-major (C, B, H, W) inside: pwconv1 writes it directly (a
-        # product with the transposed input), both depthwise convolutions run
-        # on it without layout copies (the oversized one as batched GEMMs,
-        # which also add the local branch in), and pwconv2 reads the result
-        # as a transposed operand, back into channels-last (B, H, W, C).
-        batch, height, width, channels = x.shape
-        rows = x.reshape(-1, channels)
-        mixed = torch.addmm(self.pwconv1.bias.unsqueeze(1), self.pwconv1.weight.flatten(1),
-                            rows.t())
-        gate, value = mixed.view(2 * channels, batch, height, width).chunk(2)
-        inference = not torch.is_grad_enabled()
-        value = torch.ops.aten.gelu_(value) if inference else F.gelu(value)
-        local = depthwise_conv2d(value.transpose(0, 1), self.dwconv2.weight).transpose(0, 1)
-        spatial = self.dwconv1.forward_channel_major(value, add=local)
-        weight = self.pwconv2.weight.flatten(1)
-        if inference:
-            out = F.linear(spatial.mul_(gate).view(channels, -1).t(), weight)
+        value, gate = self.pwconv1(x).chunk(2, dim=1)
+        gate = self.act(gate)
+        if self.merged is not None:  # deployed: both convolutions as one kernel
+            gate = self.merged(gate)
         else:
-            out = _gated_projection(spatial.view(channels, -1), gate.reshape(channels, -1),
-                                    weight, False)
-        return out.view(batch, height, width, channels)
+            gate = self.dwconv1(gate) + self.dwconv2(gate)
+        return self.pwconv2(value, gate)  # pwconv2(value * gate)
 
+    @torch.no_grad()
+    def switch_to_deploy(self, map_size: Tuple[int, int], merge: Optional[bool],
+                         input_scale: torch.Tensor) -> None:
+        """Fold ``input_scale`` (the block norm's) into ``pwconv1``; resolve the kernels.
 
-# Inference tiles of the MLP: >= 256 rows, ~1M hidden elements.
-MLP_TILE_ROWS = 256
-MLP_TILE_ELEMENTS = 1 << 20
+        ``merge`` (``None``: decided by :func:`merge_pays`) replaces the
+        oversized and local convolutions by one dense depthwise kernel: the
+        1-D kernels compose to their outer product (zero padding makes the
+        composition exact), and the 7x7 kernel adds at its centre.
+        """
+        self.pwconv1.fold_input_scale(input_scale)
+        self.dwconv1.switch_to_deploy(map_size)
+        kernel_h = self.dwconv1.conv_h.weight[:, 0, :, 0]
+        kernel_w = self.dwconv1.conv_w.weight[:, 0, 0, :]
+        local = crop_kernel(crop_kernel(self.dwconv2.weight, map_size[0], 2), map_size[1], 3)
+        if merge is None:
+            merge = merge_pays(kernel_h.shape[1], kernel_w.shape[1], *local.shape[2:])
+        if not merge:
+            return
+        rows = max(kernel_h.shape[1], local.shape[2])
+        cols = max(kernel_w.shape[1], local.shape[3])
+        dense = kernel_h.new_zeros(kernel_h.shape[0], 1, rows, cols)
+        top, left = (rows - kernel_h.shape[1]) // 2, (cols - kernel_w.shape[1]) // 2
+        dense[:, 0, top:top + kernel_h.shape[1], left:left + kernel_w.shape[1]] = (
+            kernel_h[:, :, None] * kernel_w[:, None, :])
+        top, left = (rows - local.shape[2]) // 2, (cols - local.shape[3]) // 2
+        dense[:, :, top:top + local.shape[2], left:left + local.shape[3]] += local
+        self.merged = DepthwiseConv2d(dense.shape[0], (rows, cols))
+        self.merged.weight = nn.Parameter(dense, requires_grad=False)
+        del self.dwconv1, self.dwconv2
 
 
 class BifurcateGateMLP(nn.Module):
-    """Channel bifurcate gate unit: ``fc2(a * gelu(b))`` with ``a, b = fc1(x)``."""
+    """Channel bifurcate gate unit, in place of the MLP: ``fc2(value * gelu(gate))``.
+
+    ``fc1`` expands to ``mlp_ratio * dim`` channels, split into ``value``
+    and ``gate`` halves.
+    """
 
     def __init__(self, dim: int, mlp_ratio: float) -> None:
         super().__init__()
         hidden = int(mlp_ratio * dim)
-        if hidden % 2:
-            raise ValueError(f'mlp_ratio * dim must be even, got {hidden}')
-        self.fc1 = nn.Linear(dim, hidden, bias=True)
-        self.fc2 = nn.Linear(hidden // 2, dim, bias=False)
+        if hidden < 2 or hidden % 2:
+            raise ValueError(f'mlp_ratio * dim must be an even number >= 2 (it is split in '
+                             f'halves), got {mlp_ratio} * {dim} -> {hidden}')
+        self.fc1 = PointwiseConv2d(dim, hidden, linear_weight=True)
+        self.fc2 = GatedProjection(hidden // 2, dim, gate_act='gelu', linear_weight=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, x.shape[-1])
-        if torch.is_grad_enabled():
-            # Channel-major hidden layer (5C, B*H*W): one GEMM, contiguous
-            # halves for GELU, and fc2 reads it as a transposed operand.
-            value, gate = torch.addmm(self.fc1.bias.unsqueeze(1), self.fc1.weight,
-                                      rows.t()).chunk(2)
-            return _gated_projection(value, gate, self.fc2.weight, True).view(x.shape)
-        # Inference in row tiles of ~4 MB of hidden layer: a tile stays in
-        # cache from fc1 to fc2, and no large block is allocated (glibc maps
-        # blocks over 32 MB afresh for each call, and their page faults cost
-        # as much as the GEMM that writes them: 1.3-2x slower MLPs in the
-        # first two stages at 800x1216 without tiles).
-        step = max(MLP_TILE_ROWS, MLP_TILE_ELEMENTS // self.fc1.out_features)
-        if rows.shape[0] <= step:
-            return self._infer(rows).view(x.shape)
-        return torch.cat([self._infer(tile) for tile in rows.split(step)]).view(x.shape)
+        value, gate = self.fc1(x).chunk(2, dim=1)
+        return self.fc2(value, gate)  # fc2(value * gelu(gate))
 
-    def _infer(self, rows: torch.Tensor) -> torch.Tensor:
-        """Inference on ``(N, C)`` rows: two row-major GEMMs (contiguous halves), in place."""
-        half = self.fc2.in_features
-        value = F.linear(rows, self.fc1.weight[:half], self.fc1.bias[:half])
-        gate = F.linear(rows, self.fc1.weight[half:], self.fc1.bias[half:])
-        return F.linear(value.mul_(torch.ops.aten.gelu_(gate)), self.fc2.weight)
-
-
-class Scale(nn.Module):
-    """Learnable per-channel scale (the official ``res_scale``)."""
-
-    def __init__(self, dim: int, init_value: float = 1.0) -> None:
-        super().__init__()
-        self.scale = nn.Parameter(torch.full((dim,), init_value))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.scale
+    def switch_to_deploy(self, input_scale: torch.Tensor) -> None:
+        """Fold ``input_scale`` (the block norm's) into ``fc1``."""
+        self.fc1.fold_input_scale(input_scale)
 
 
 class ParCNetV2Block(nn.Module):
-    """Uniform local-global block: mixer and BGU-MLP, each pre-normed, residual."""
+    """Uniform local-global block: token mixer and BGU-MLP, each pre-normed, residual."""
 
-    def __init__(self, dim: int, kernel_size: int, kernel_mode: str, impl: str,
-                 mlp_ratio: float, drop_path: float, res_scale: bool) -> None:
+    def __init__(self, dim: int, kernel_size: int, kernel_mode: str, conv_impl: str,
+                 mlp_ratio: float, drop_path: float, res_scale: bool, with_cp: bool) -> None:
         super().__init__()
+        self.with_cp = with_cp
         self.norm1 = L2LayerNorm(dim)
-        self.token_mixer = ParCV2Mixer(dim, kernel_size, kernel_mode, impl)
+        self.token_mixer = ParCV2Mixer(dim, kernel_size, kernel_mode, conv_impl)
         self.norm2 = L2LayerNorm(dim)
         self.mlp = BifurcateGateMLP(dim, mlp_ratio)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -253,15 +172,19 @@ class ParCNetV2Block(nn.Module):
         self.res_scale2 = Scale(dim) if res_scale else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._residual(self.res_scale1, x, self.drop_path(self.token_mixer(self.norm1(x))))
-        return self._residual(self.res_scale2, x, self.drop_path(self.mlp(self.norm2(x))))
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
 
-    @staticmethod
-    def _residual(scale: nn.Module, x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
-        """``scale(x) + branch`` in one pass (``addcmul``) when scaled."""
-        if isinstance(scale, Scale):
-            return torch.addcmul(branch, x, scale.scale)
-        return x + branch
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.res_scale1(x) + self.drop_path(self.token_mixer(self.norm1(x)))
+        return self.res_scale2(x) + self.drop_path(self.mlp(self.norm2(x)))
+
+    def switch_to_deploy(self, map_size: Tuple[int, int], merge: Optional[bool]) -> None:
+        """Fold the norms' scales into the layers after them; resolve the mixer's kernels."""
+        self.token_mixer.switch_to_deploy(map_size, merge, self.norm1.take_scale())
+        self.mlp.switch_to_deploy(self.norm2.take_scale())
+        self.drop_path = nn.Identity()
 
 
 @MODELS.register_module()
@@ -288,7 +211,8 @@ class ParCNetV2(BaseModule):
             returned as ``(B, C, H, W)``.
         with_cp: Gradient checkpointing per block.
         conv_impl: How the oversized convolution is evaluated (``'auto'``,
-            ``'direct'``, ``'toeplitz'``); results agree to float rounding.
+            ``'direct'``, ``'toeplitz'``; see :mod:`mmparc.ops.oversized_conv`);
+            results agree to float rounding.
         init_cfg: mmengine init config, e.g. ``dict(type='Pretrained',
             checkpoint=..., prefix='backbone.')``.
     """
@@ -323,23 +247,28 @@ class ParCNetV2(BaseModule):
         if kernel_sizes is None:
             kernel_sizes = [max(1, 2 * (224 // (4 * 2**i)) - 1) for i in range(num_stages)]
         kernel_sizes = list(kernel_sizes)
-        if len(kernel_sizes) != num_stages:
-            raise ValueError(f'kernel_sizes needs one length per stage ({num_stages}), '
+        if len(kernel_sizes) != num_stages or not all(
+                _is_int(k) and k > 0 and k % 2 for k in kernel_sizes):
+            raise ValueError(f'kernel_sizes needs one positive odd int per stage ({num_stages}), '
                              f'got {kernel_sizes}')
-        if not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate}')
-        if not isinstance(in_channels, int) or in_channels < 1:
+        if _is_bool(drop_path_rate) or not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
+        if not _is_int(in_channels) or in_channels < 1:
             raise ValueError(f'in_channels must be a positive int, got {in_channels!r}')
+        if (_is_bool(mlp_ratio) or not isinstance(mlp_ratio, (int, float))
+                or not mlp_ratio > 0):
+            raise ValueError(f'mlp_ratio must be a positive number, got {mlp_ratio!r}')
         self.in_channels = in_channels
         self.kernel_mode = kernel_mode
         self.kernel_sizes = kernel_sizes
         self.out_indices = self._parse_out_indices(out_indices, num_stages)
-        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= num_stages:
+        if not _is_int(frozen_stages) or not -1 <= frozen_stages <= num_stages:
             raise ValueError(f'frozen_stages must be an int in [-1, {num_stages}], '
                              f'got {frozen_stages!r}')
         self.frozen_stages = frozen_stages
         self.gap_before_final_norm = gap_before_final_norm
         self.with_cp = with_cp
+        self.deploy_input_size: Optional[Tuple[int, int]] = None
 
         self.downsample_layers = nn.ModuleList()
         self.stages = nn.ModuleList()
@@ -355,7 +284,8 @@ class ParCNetV2(BaseModule):
             start = sum(self.depths[:i])
             self.stages.append(nn.Sequential(*[
                 ParCNetV2Block(self.dims[i], kernel_sizes[i], kernel_mode, conv_impl,
-                               mlp_ratio, rates[start + j], res_scale=i >= num_stages - 2)
+                               mlp_ratio, rates[start + j], res_scale=i >= num_stages - 2,
+                               with_cp=with_cp)
                 for j in range(self.depths[i])
             ]))
         for i in self.out_indices:
@@ -386,17 +316,20 @@ class ParCNetV2(BaseModule):
         if not depths or len(depths) != len(dims):
             raise ValueError(f'depths and dims must be non-empty and of equal length, '
                              f'got {depths} and {dims}')
-        if not all(isinstance(v, int) and v > 0 for v in depths + dims):
+        if not all(_is_int(v) and v > 0 for v in depths + dims):
             raise ValueError(f'depths and dims must be positive ints, got {depths} and {dims}')
         return depths, dims
 
     @staticmethod
     def _parse_out_indices(out_indices, num_stages: int) -> List[int]:
-        if isinstance(out_indices, int):
+        if _is_int(out_indices):
             out_indices = [out_indices]
+        if not isinstance(out_indices, (list, tuple)) or not out_indices:
+            raise ValueError(f'out_indices must be an int or a non-empty sequence of ints, '
+                             f'got {out_indices!r}')
         parsed = []
         for index in out_indices:
-            if not isinstance(index, int) or not -num_stages <= index < num_stages:
+            if not _is_int(index) or not -num_stages <= index < num_stages:
                 raise ValueError(f'out_indices entries must be ints in [-{num_stages}, '
                                  f'{num_stages - 1}], got {index!r}')
             parsed.append(index % num_stages)
@@ -416,7 +349,7 @@ class ParCNetV2(BaseModule):
             return
         # The official classifier's initialisation.
         for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
+            if isinstance(m, (nn.Conv2d, nn.Linear, PointwiseConv2d, GatedProjection)):
                 trunc_normal_(m.weight, std=0.02)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
@@ -441,8 +374,9 @@ class ParCNetV2(BaseModule):
 
     # ------------------------------------------------------------- forward
     def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 4:
-            raise ValueError(f'ParCNetV2 expects (B, C, H, W) images, got shape {tuple(x.shape)}')
+        if x.dim() != 4 or x.shape[0] == 0:
+            raise ValueError('ParCNetV2 expects a non-empty batch of (B, C, H, W) images, got '
+                             f'shape {tuple(x.shape)}')
         if x.shape[1] != self.in_channels:
             raise ValueError(f'ParCNetV2 was built for {self.in_channels} input channels, '
                              f'got {x.shape[1]} (input shape {tuple(x.shape)})')
@@ -456,17 +390,13 @@ class ParCNetV2(BaseModule):
         outs = []
         for i in range(self.num_stages):
             x = self.downsample_layers[i](x)
-            for block in self.stages[i]:
-                if self.with_cp and x.requires_grad:
-                    x = cp.checkpoint(block, x, use_reentrant=False)
-                else:
-                    x = block(x)
+            x = self.stages[i](x)
             if i in self.out_indices:
                 norm = getattr(self, f'norm{i}')
                 if self.gap_before_final_norm:
-                    outs.append(norm(x.mean((1, 2))))
+                    outs.append(norm(x.mean((2, 3))))
                 else:
-                    outs.append(norm(x).permute(0, 3, 1, 2).contiguous())
+                    outs.append(norm(x).contiguous())
         return tuple(outs)
 
     # ------------------------------------------------------ frozen stages
@@ -481,7 +411,7 @@ class ParCNetV2(BaseModule):
                     param.requires_grad = False
 
     def train(self, mode: bool = True) -> 'ParCNetV2':
-        if mode and getattr(self, 'deploy_input_size', None) is not None:
+        if mode and self.deploy_input_size is not None:
             raise RuntimeError('this ParCNetV2 was re-parameterised by switch_to_deploy() and '
                                'is inference-only; build it again to train')
         super().train(mode)
@@ -489,11 +419,59 @@ class ParCNetV2(BaseModule):
         return self
 
     # ---------------------------------------------------------- deployment
+    def stage_sizes(self, input_size: Tuple[int, int]) -> List[Tuple[int, int]]:
+        """``(h, w)`` of each stage's maps for an ``(H, W)`` input."""
+        sizes = []
+        height, width = input_size
+        for layer in self.downsample_layers:
+            conv = layer.conv
+            height = (height + 2 * conv.padding[0] - conv.kernel_size[0]) // conv.stride[0] + 1
+            width = (width + 2 * conv.padding[1] - conv.kernel_size[1]) // conv.stride[1] + 1
+            sizes.append((height, width))
+        return sizes
+
     def switch_to_deploy(self, input_size: Tuple[int, int],
                          merge: Union[str, Sequence[bool]] = 'auto') -> 'ParCNetV2':
-        """Fold for inference at ``input_size`` (H, W), in place; see :mod:`.deploy`."""
-        from .deploy import deploy_parcnetv2  # deploy imports this module
-        return deploy_parcnetv2(self, input_size, merge)
+        """Re-parameterise in place for inference on ``(H, W)`` inputs (supplement Sec. H).
+
+        Outputs stay the same up to float rounding; each layer does its own
+        part (RepVGG's convention): block norms' scales are folded into the
+        linear layers after them, oversized kernels are resampled and
+        cropped for each stage's map once (a traced or exported graph is then
+        exact at this size, and deployed layers refuse others), and a stage's
+        oversized and local kernels merge into one where that is cheaper
+        (``merge``: ``'auto'``, ``'always'``, ``'never'`` or one bool per
+        stage; see :func:`merge_pays`).  The result is inference-only:
+        ``train()`` raises.
+        """
+        if self.deploy_input_size is not None:
+            raise RuntimeError(f'this backbone is already deployed for {self.deploy_input_size}')
+        if (not isinstance(input_size, (list, tuple)) or len(input_size) != 2
+                or not all(_is_int(s) for s in input_size) or min(input_size) < self.stride):
+            raise ValueError(f'input_size must be two ints >= the stride {self.stride}, '
+                             f'got {input_size!r}')
+        flags = self._merge_flags(merge)
+        self.eval()
+        for layer, stage, map_size, flag in zip(self.downsample_layers, self.stages,
+                                                self.stage_sizes(tuple(input_size)), flags):
+            layer.switch_to_deploy()
+            for block in stage:
+                block.switch_to_deploy(map_size, flag)
+        self.requires_grad_(False)
+        self.deploy_input_size = tuple(input_size)
+        return self
+
+    def _merge_flags(self, merge: Union[str, Sequence[bool]]) -> List[Optional[bool]]:
+        """Per-stage merge decision; ``None`` lets :func:`merge_pays` decide."""
+        if isinstance(merge, str):
+            if merge not in MERGE_POLICIES:
+                raise ValueError(f'merge must be one of {MERGE_POLICIES} or one bool per stage, '
+                                 f'got {merge!r}')
+            return [{'auto': None, 'always': True, 'never': False}[merge]] * self.num_stages
+        flags = list(merge)
+        if len(flags) != self.num_stages or not all(isinstance(f, bool) for f in flags):
+            raise ValueError(f'merge needs one bool per stage ({self.num_stages}), got {merge!r}')
+        return flags
 
     # --------------------------------------------------------- layer decay
     def layer_ids(self) -> Tuple[List[int], List[List[int]]]:
@@ -553,3 +531,12 @@ class ParCNetV2(BaseModule):
                 return stage + 1, num_layers + 2
             return self.layer_ids()[1][stage][block], num_layers + 2
         return top, num_layers + 2
+
+
+def _is_int(value: object) -> bool:
+    """An int that is not a bool (``True`` is an ``int`` to Python, never a size here)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_bool(value: object) -> bool:
+    return isinstance(value, bool)

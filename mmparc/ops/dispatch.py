@@ -1,0 +1,51 @@
+"""When a fast path may run, and a switch to hold every op to its reference.
+
+Each op in :mod:`mmparc.ops` has a fast path (custom backward passes, fused
+kernels, GEMM forms of convolutions) and a plain reference formula built
+from standard PyTorch operators.  The reference runs wherever the fast path
+cannot be trusted to be recorded faithfully:
+
+* under ``torch.jit`` tracing or scripting (ONNX export, mmengine's FLOP
+  counter, which counts the standard operators a trace records and cannot
+  see inside custom autograd functions), and under ``torch.compile``;
+* on devices a fast path was not written or measured for (each op says
+  which);
+* inside :func:`reference_ops`, the explicit switch that tests, and users
+  who want to check a result, use to run every op by its formula.
+"""
+import contextlib
+import threading
+from typing import Iterator, Sequence
+
+import torch
+
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def reference_ops(enabled: bool = True) -> Iterator[None]:
+    """Run every mmparc op by its reference formula inside this block (per thread)."""
+    previous = getattr(_state, 'reference', False)
+    _state.reference = enabled
+    try:
+        yield
+    finally:
+        _state.reference = previous
+
+
+def is_recording() -> bool:
+    """Whether a tracer, scripter or compiler is recording the computation."""
+    return (torch.jit.is_tracing() or torch.jit.is_scripting()
+            or torch.compiler.is_compiling())
+
+
+def on_devices(tensor: torch.Tensor, devices: Sequence[str]) -> bool:
+    """Whether the fast path of an op written for ``devices`` may run on ``tensor``."""
+    return (not getattr(_state, 'reference', False) and not is_recording()
+            and tensor.device.type in devices)
+
+
+def needs_grad(*tensors) -> bool:
+    """Whether autograd will record an op on these tensors (``None`` entries ignored)."""
+    return torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in tensors)

@@ -1,0 +1,73 @@
+"""The bifurcate gate's output: ``conv1x1(value * act(gate))``, ``act`` GELU or identity.
+
+Both bifurcate gate units of ParCNetV2 end this way: the spatial one (the
+token mixer's ``pwconv2``, ``act`` identity) and the channel one (the MLP's
+``fc2``, ``act`` GELU).  The fast path saves only ``value`` and ``gate`` for
+the backward pass and recomputes the product (and ``act(gate)``) there, an
+element-wise pass, instead of keeping them for the whole step.  That is 5
+of the ~22 saved ``C``-channel maps of a block (2.5C + 2.5C in the MLP, C in
+the mixer).  Inputs are NCHW in any storage (the blocks give channel-major
+maps); the fast path's output is channels-last.  Reference:
+:func:`gated_projection_reference`.
+"""
+import torch
+import torch.nn.functional as F
+
+from .dispatch import needs_grad, on_devices
+
+
+def gated_projection_reference(value: torch.Tensor, gate: torch.Tensor, weight: torch.Tensor,
+                               gelu: bool) -> torch.Tensor:
+    """``F.conv2d(value * act(gate), weight)``; ``weight`` is ``(O, I)`` or ``(O, I, 1, 1)``."""
+    hidden = value * (F.gelu(gate) if gelu else gate)
+    return F.conv2d(hidden, weight.view(weight.shape[0], weight.shape[1], 1, 1).to(hidden.dtype))
+
+
+class _GatedProjection(torch.autograd.Function):
+    """``linear((a * act(b)).t(), weight)`` for ``(K, N)`` ``a`` and ``b``; saves ``a``, ``b``."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor,
+                gelu: bool) -> torch.Tensor:
+        ctx.save_for_backward(a, b, weight)
+        ctx.gelu = gelu
+        return F.linear((a * (F.gelu(b) if gelu else b)).t(), weight.to(a.dtype))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        a, b, weight = ctx.saved_tensors
+        dtype = grad.dtype
+        a_, b_ = a.to(dtype), b.to(dtype)
+        gate = F.gelu(b_) if ctx.gelu else b_
+        grad_a = grad_b = grad_w = None
+        grad_hidden = torch.mm(weight.to(dtype).t(), grad.t())
+        if ctx.needs_input_grad[0]:
+            grad_a = (grad_hidden * gate).to(a.dtype)
+        if ctx.needs_input_grad[1]:
+            grad_b = grad_hidden.mul_(a_)
+            if ctx.gelu:
+                grad_b = torch.ops.aten.gelu_backward(grad_b, b_)
+            grad_b = grad_b.to(b.dtype)
+        if ctx.needs_input_grad[2]:
+            grad_w = torch.mm(grad.t(), (a_ * gate).t()).to(weight.dtype)
+        return grad_a, grad_b, grad_w, None
+
+
+def _channel_rows(x: torch.Tensor) -> torch.Tensor:
+    """NCHW ``x`` as ``(C, N*H*W)`` (a view for channel-major storage)."""
+    return x.transpose(0, 1).reshape(x.shape[1], -1)
+
+
+def gated_projection(value: torch.Tensor, gate: torch.Tensor, weight: torch.Tensor,
+                     gelu: bool) -> torch.Tensor:
+    """:func:`gated_projection_reference`; channels-last output on the fast path."""
+    if not on_devices(value, ('cpu', 'cuda')) or value.shape != gate.shape:
+        return gated_projection_reference(value, gate, weight, gelu)
+    batch, _, height, width = value.shape
+    a, b = _channel_rows(value), _channel_rows(gate.to(value.dtype))
+    matrix = weight.flatten(1)
+    if needs_grad(a, b, matrix):
+        out = _GatedProjection.apply(a, b, matrix, gelu)
+    else:
+        out = F.linear((a * (F.gelu(b) if gelu else b)).t(), matrix.to(a.dtype))
+    return out.view(batch, height, width, -1).permute(0, 3, 1, 2)

@@ -1,0 +1,232 @@
+"""Oversized depthwise convolution: a vertical then a horizontal 1-D kernel.
+
+A 'same' depthwise convolution whose kernel may be much longer than the
+map.  Taps further than ``size - 1`` from the centre only ever meet padding,
+so they are dropped (:func:`crop_kernel`).  What remains is evaluated along
+each axis in one of two ways (``impl``):
+
+* ``'toeplitz'``: along an axis of length ``S`` the convolution is the
+  product with a per-channel ``S x S`` Toeplitz matrix, batched over
+  channels on channel-major ``(C, N, H, W)`` storage, where both passes are
+  a single ``bmm`` without copies (along H, for one image).  It does ``S``
+  multiply-adds per output (the direct form does ``K``, up to ``2S - 1``),
+  on GEMM kernels, and its backward pass is two more products; PyTorch's
+  depthwise convolution is many times slower than GEMM for long kernels,
+  and its weight gradient far more so (on CPU: 10-30x the forward time).
+* ``'direct'``: depthwise ``conv2d`` (:func:`~.depthwise_conv.depthwise_conv2d`;
+  channels-last is its fast layout for long kernels).
+
+``'auto'`` takes the Toeplitz form unless the dense matrix would do more than
+:data:`TOEPLITZ_MAX_RATIO` times the multiply-adds of the cropped kernel,
+i.e. for short fixed kernels on large maps.  FFT was measured too and lost
+everywhere on CPU (3-10x slower than the Toeplitz form at these sizes).
+
+Reference: :func:`oversized_conv2d_reference` (two ``F.conv2d``).  It is
+what tracing records, so FLOP counters count the convolution (``K`` taps),
+as the paper does, not the GEMM form.
+"""
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .depthwise_conv import depthwise_conv2d, depthwise_conv2d_reference, is_channel_major
+from .dispatch import needs_grad, on_devices
+
+IMPLEMENTATIONS = ('auto', 'direct', 'toeplitz')
+# Measured on CPU (2 cores, fp32, forward and training step): the dense
+# product stays ahead of the depthwise convolution up to ~3x the nominal
+# multiply-adds at the detection scale; at 4x it is at par in inference and
+# still well ahead in training.  Not measured on GPU (there the same rule
+# applies until it is).
+TOEPLITZ_MAX_RATIO = 4
+# torch's CPU bmm falls back to a scalar loop for products under 400
+# multiply-adds (4x slower than MKL on a 7 x 7 x 7 product): shorter axes are
+# zero-padded to 8 for the Toeplitz form (and the result cropped).
+TOEPLITZ_MIN_SIZE = 8
+
+
+def resample_kernel(weight: torch.Tensor, length: int) -> torch.Tensor:
+    """Resample 1-D kernels ``(C, K)`` to ``(C, length)`` taps.
+
+    Linear interpolation with ``align_corners=True``: the end taps stay put,
+    which is how the official code stretches kernels to a new input size and
+    how checkpoints trained with other kernel lengths are adapted.
+    """
+    if weight.dim() != 2:
+        raise ValueError(f'expected kernels of shape (C, K), got {tuple(weight.shape)}')
+    if length < 1:
+        raise ValueError(f'kernel length must be >= 1, got {length}')
+    if weight.shape[1] == length:
+        return weight
+    return F.interpolate(weight.unsqueeze(0), size=length, mode='linear',
+                         align_corners=True).squeeze(0)
+
+
+def crop_kernel(kernel: torch.Tensor, size: int, dim: int = -1) -> torch.Tensor:
+    """Keep the central ``2 * size - 1`` taps of odd kernels along ``dim``.
+
+    The other taps can only meet the zero padding of an axis of ``size``, so
+    the 'same' convolution is unchanged.
+    """
+    length = kernel.shape[dim]
+    if length % 2 == 0:
+        raise ValueError(f'kernels must have odd length to be centred, got {length}')
+    keep = min(length, 2 * size - 1)
+    return kernel.narrow(dim, (length - keep) // 2, keep)
+
+
+def toeplitz(kernel: torch.Tensor, size: int) -> torch.Tensor:
+    """Per-channel ``(C, size, size)`` matrices of centred odd kernels ``(C, K)``.
+
+    ``T[c, i, j] = kernel[c, j - i + K // 2]`` where that tap exists, else 0,
+    so that ``T[c] @ x`` is the 'same' cross-correlation of ``x`` along its
+    first axis.  Built as a flipped sliding window over the kernel padded or
+    cropped to ``2 * size - 1`` taps: one copy, and a cheap backward.
+    """
+    kernel = crop_kernel(kernel, size)
+    pad = size - 1 - kernel.shape[1] // 2
+    if pad:
+        kernel = F.pad(kernel, (pad, pad))
+    return kernel.unfold(1, size, 1).flip(1)
+
+
+def use_toeplitz(size: int, length: int, impl: str) -> bool:
+    """Whether a pass of a (cropped) ``length``-tap kernel along ``size`` goes to GEMM."""
+    if impl not in IMPLEMENTATIONS:
+        raise ValueError(f'impl must be one of {IMPLEMENTATIONS}, got {impl!r}')
+    if impl != 'auto':
+        return impl == 'toeplitz'
+    return size <= TOEPLITZ_MAX_RATIO * min(length, 2 * size - 1)
+
+
+def _toeplitz_product(v: torch.Tensor, matrix: torch.Tensor, dim: int) -> torch.Tensor:
+    """``T @ x`` along ``dim`` (2: H, 3: W) of contiguous channel-major ``(C, N, H, W)``.
+
+    Along W the rows of all images form one strided matrix, so it is one
+    ``bmm``; along H they only do for a single image.
+    """
+    channels, batch, height, width = v.shape
+    if dim == 3:
+        return torch.bmm(v.view(channels, batch * height, width),
+                         matrix.transpose(1, 2)).view(v.shape)
+    if batch == 1:
+        return torch.bmm(matrix, v.view(channels, height, width)).view(v.shape)
+    return torch.matmul(matrix.unsqueeze(1), v)
+
+
+class _ToeplitzPass(torch.autograd.Function):
+    """:func:`_toeplitz_product` that saves the kernel, not its ``S x S`` matrices.
+
+    The matrices are rebuilt in the backward pass (one copy each); saving
+    them would add about a tenth to the activation memory of training.
+    """
+
+    @staticmethod
+    def forward(ctx, v: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Tensor:
+        ctx.save_for_backward(v, kernel)
+        ctx.dim = dim
+        return _toeplitz_product(v, toeplitz(kernel.to(v.dtype), v.shape[dim]), dim)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        v, kernel = ctx.saved_tensors
+        dim = ctx.dim
+        channels, batch, height, width = v.shape
+        size = v.shape[dim]
+        grad = grad.contiguous()
+        x = v.to(grad.dtype)
+        matrix = toeplitz(kernel.to(grad.dtype), size)
+        grad_v = grad_kernel = None
+        if dim == 3:  # out = x @ T^T
+            grad_rows = grad.view(channels, batch * height, width)
+            if ctx.needs_input_grad[0]:
+                grad_v = torch.bmm(grad_rows, matrix).view(v.shape)
+            if ctx.needs_input_grad[1]:
+                grad_matrix = torch.bmm(grad_rows.transpose(1, 2),
+                                        x.view(channels, batch * height, width))
+        else:  # out = T @ x, per image
+            if ctx.needs_input_grad[0]:
+                grad_v = _toeplitz_product(grad, matrix.transpose(1, 2), 2)
+            if ctx.needs_input_grad[1]:
+                if batch == 1:
+                    grad_matrix = torch.bmm(grad.view(channels, height, width),
+                                            x.view(channels, height, width).transpose(1, 2))
+                else:
+                    grad_matrix = torch.einsum('cnhw,cnkw->chk', grad, x)
+        if ctx.needs_input_grad[1]:
+            # T = pad(kernel).unfold(1, S, 1).flip(1): sum dT along its diagonals.
+            padded = torch.ops.aten.unfold_backward(grad_matrix.flip(1), [channels, 2 * size - 1],
+                                                    1, size, 1)
+            pad = size - 1 - kernel.shape[1] // 2
+            grad_kernel = padded[:, pad:pad + kernel.shape[1]].to(kernel.dtype)
+        if grad_v is not None:
+            grad_v = grad_v.to(v.dtype)
+        return grad_v, grad_kernel, None
+
+
+def toeplitz_conv1d(v: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Tensor:
+    """'Same' convolution of contiguous channel-major ``(C, N, H, W)`` along ``dim``."""
+    if needs_grad(v, kernel):
+        return _ToeplitzPass.apply(v, kernel, dim)
+    return _toeplitz_product(v, toeplitz(kernel.to(v.dtype), v.shape[dim]), dim)
+
+
+def _kernel_4d(kernel: torch.Tensor, dim: int) -> torch.Tensor:
+    """``(C, K)`` as a depthwise ``conv2d`` kernel along ``dim`` (2: H, 3: W)."""
+    channels, length = kernel.shape
+    return kernel.reshape((channels, 1, length, 1) if dim == 2 else (channels, 1, 1, length))
+
+
+def oversized_conv2d_reference(x: torch.Tensor, kernel_h: torch.Tensor,
+                               kernel_w: torch.Tensor) -> torch.Tensor:
+    """Vertical then horizontal depthwise 'same' ``conv2d`` of NCHW ``x`` by ``(C, K)`` kernels."""
+    x = depthwise_conv2d_reference(x, _kernel_4d(crop_kernel(kernel_h, x.shape[2]), 2))
+    return depthwise_conv2d_reference(x, _kernel_4d(crop_kernel(kernel_w, x.shape[3]), 3))
+
+
+def _direct(v: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Tensor:
+    """Direct pass on channel-major ``(C, N, H, W)``, run channels-last (several times faster)."""
+    x = v.transpose(0, 1).contiguous(memory_format=torch.channels_last)
+    return depthwise_conv2d(x, _kernel_4d(kernel, dim)).transpose(0, 1).contiguous()
+
+
+def oversized_conv2d(x: torch.Tensor, kernel_h: torch.Tensor, kernel_w: torch.Tensor,
+                     impl: str = 'auto') -> torch.Tensor:
+    """:func:`oversized_conv2d_reference`, each axis by GEMM or direct convolution.
+
+    NCHW ``x`` in any storage; the output keeps it.  Channel-major storage
+    (how the ParCNetV2 mixer holds its maps) needs no layout copies.
+    """
+    height, width = x.shape[2:]
+    kernel_h, kernel_w = crop_kernel(kernel_h, height), crop_kernel(kernel_w, width)
+    gemm_h = use_toeplitz(height, kernel_h.shape[1], impl)
+    gemm_w = use_toeplitz(width, kernel_w.shape[1], impl)
+    if not on_devices(x, ('cpu', 'cuda')):
+        return oversized_conv2d_reference(x, kernel_h, kernel_w)
+    channel_major = is_channel_major(x)
+    if not (gemm_h or gemm_w or channel_major):
+        x = depthwise_conv2d(x, _kernel_4d(kernel_h, 2))
+        return depthwise_conv2d(x, _kernel_4d(kernel_w, 3))
+    v = x.transpose(0, 1).contiguous()
+    pad_h = max(TOEPLITZ_MIN_SIZE - height, 0) if gemm_h else 0
+    pad_w = max(TOEPLITZ_MIN_SIZE - width, 0) if gemm_w else 0
+    if pad_h or pad_w:
+        # Zero rows/columns beyond the map are what 'same' padding reads; the
+        # extra outputs are cropped.
+        v = F.pad(v, (0, pad_w, 0, pad_h))
+    v = toeplitz_conv1d(v, kernel_h, 2) if gemm_h else _direct(v, kernel_h, 2)
+    v = toeplitz_conv1d(v, kernel_w, 3) if gemm_w else _direct(v, kernel_w, 3)
+    if pad_h or pad_w:
+        v = v[:, :, :height, :width].contiguous()
+    out = v.transpose(0, 1)
+    if channel_major:
+        return out
+    return out.contiguous(memory_format=_memory_format(x))
+
+
+def _memory_format(x: torch.Tensor) -> Optional[torch.memory_format]:
+    """``channels_last`` for channels-last NCHW ``x``, else ``contiguous_format``."""
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format

@@ -1,0 +1,41 @@
+"""1x1 convolution of NCHW maps into channel-major storage.
+
+The oversized convolution runs as batched GEMMs on channel-major maps
+(contiguous ``(C, N, H, W)``, see :mod:`.oversized_conv`).  Writing the 1x1
+convolution's output straight into that layout (one ``addmm`` with the
+transposed input, whose rows are free to read from channels-last storage)
+saves a layout copy per map.  The result is an ordinary NCHW tensor; only
+its strides differ.  Reference: :func:`pointwise_conv2d_reference`.
+"""
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .dispatch import on_devices
+
+
+def _conv_weight(weight: torch.Tensor) -> torch.Tensor:
+    """``(O, I)`` or ``(O, I, 1, 1)`` weights as ``(O, I, 1, 1)``."""
+    return weight.view(weight.shape[0], weight.shape[1], 1, 1)
+
+
+def pointwise_conv2d_reference(x: torch.Tensor, weight: torch.Tensor,
+                               bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """``F.conv2d`` with a 1x1 kernel; ``weight`` is ``(O, I)`` or ``(O, I, 1, 1)``."""
+    return F.conv2d(x, _conv_weight(weight).to(x.dtype), None if bias is None else bias.to(x.dtype))
+
+
+def pointwise_conv2d(x: torch.Tensor, weight: torch.Tensor,
+                     bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """:func:`pointwise_conv2d_reference`, written into channel-major storage."""
+    if not on_devices(x, ('cpu', 'cuda')):
+        return pointwise_conv2d_reference(x, weight, bias)
+    batch, channels, height, width = x.shape
+    rows = x.permute(0, 2, 3, 1).reshape(-1, channels)  # a view for channels-last x
+    matrix = weight.flatten(1).to(x.dtype)
+    if bias is None:
+        out = torch.mm(matrix, rows.t())
+    else:
+        out = torch.addmm(bias.to(x.dtype).unsqueeze(1), matrix, rows.t())
+    return out.view(-1, batch, height, width).transpose(0, 1)
