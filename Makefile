@@ -14,7 +14,7 @@ test: env
 # make demo [DATA=/path/to/coco]: train and evaluate on generated data (or
 # a COCO-format dataset) on the CPU, then draw the results; see README "Demo".
 demo: env
-	$(PY) tools/demo.py $(DATA)
+	$(PY) demo/quickstart.py $(DATA)
 
 bench: env
 	$(PY) tools/analysis_tools/benchmark.py

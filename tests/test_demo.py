@@ -7,15 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from mmparc import toy_data
-from mmparc.visualization import (colorize_labels, oversized_kernels, overlay_labels,
-                                  plot_oversized_kernels, plot_training_curves, read_scalars,
-                                  tile_images)
+from mmparc.visualization import oversized_kernels, plot_oversized_kernels
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'tools'))
-import demo  # noqa: E402
+sys.path.insert(0, str(REPO))
 import infer  # noqa: E402
+from demo import datasets, jobs, quickstart, report, toy_data  # noqa: E402
+from demo.pictures import (colorize_labels, overlay_labels, plot_training_curves,  # noqa: E402
+                           tile_images)
+from demo.report import read_scalars  # noqa: E402
 
 
 def _config(name: str):
@@ -74,8 +75,8 @@ def test_quickstart_seg_dataset_reads_toy_ade(tmp_path):
 
 
 # ------------------------------------------------------------------ pieces
-def _job(metrics=demo.DET_METRICS) -> demo.Job:
-    return demo.Job('Mask R-CNN', 'det', 'c.py', '/tmp/x', {}, None, None, 1, 0, metrics)
+def _job(metrics=jobs.DET_METRICS) -> jobs.Job:
+    return jobs.Job('Mask R-CNN', 'det', 'c.py', '/tmp/x', {}, None, None, 1, 0, metrics)
 
 
 def test_progress_line_keeps_progress_and_metrics():
@@ -83,24 +84,24 @@ def test_progress_line_keeps_progress_and_metrics():
     line = ('11/21 07:54:25 - mmengine - INFO - Iter(train) [ 20/600]  base_lr: 2.0e-04 '
             'lr: 2.0e-04  eta: 0:39:24  time: 4.0761  data_time: 0.0446  grad_norm: 3.1696  '
             'loss: 2.9817  loss_rpn_cls: 0.6887')
-    assert demo.progress_line(line, _job(), state) == \
+    assert jobs.progress_line(line, _job(), state) == \
         'train  20/600  loss 2.982  eta 0:39:24  4.08 s/it'
     val = ('11/21 08:46:05 - mmengine - INFO - Iter(val) [13/13]    coco/bbox_mAP: 0.0310  '
            'coco/bbox_mAP_50: 0.6240  coco/bbox_mAP_75: 0.0070  coco/segm_mAP_50: 0.4390')
-    assert demo.progress_line(val, _job(), state) == \
+    assert jobs.progress_line(val, _job(), state) == \
         'val @ iter 20: box mAP@0.5 0.624  mask mAP@0.5 0.439'
     seg_val = 'x - INFO - Iter(val) [13/13]    aAcc: 86.7600  mIoU: 65.0900  mAcc: 40.1500'
-    assert demo.progress_line(seg_val, _job(demo.SEG_METRICS), {}) == \
+    assert jobs.progress_line(seg_val, _job(jobs.SEG_METRICS), {}) == \
         'val @ iter 0: mIoU 0.651'
-    assert demo.progress_line('11/21 - mmengine - WARNING - FileClient', _job(), state) is None
-    assert demo.progress_line('Traceback (most recent call last):', _job(), state)
+    assert jobs.progress_line('11/21 - mmengine - WARNING - FileClient', _job(), state) is None
+    assert jobs.progress_line('Traceback (most recent call last):', _job(), state)
 
 
 def test_summary_table_marks_targets():
     rows = [dict(task='detection', model='M', data='d', iters=10, train_seconds=75.0,
                  cpu_seconds=70.0, metrics={'box mAP@0.5': 0.61, 'mask mAP@0.5': 0.3},
-                 targets=demo.TARGETS)]
-    table = demo.summary_table(rows)
+                 targets=report.TARGETS)]
+    table = report.summary_table(rows)
     assert 'box mAP@0.5' in table and '1m15s' in table
     lines = table.splitlines()
     assert lines[2].rstrip().endswith('yes') and lines[3].rstrip().endswith('NO')
@@ -108,19 +109,19 @@ def test_summary_table_marks_targets():
 
 def test_apply_iters_moves_the_schedule_end():
     cfg = _config('quickstart/mask_rcnn_parcnetv2_toy')
-    demo._apply_iters(cfg, 300, 100)
+    jobs.apply_iters(cfg, 300, 100)
     assert cfg.train_cfg.max_iters == 300 and cfg.train_cfg.val_interval == 100
     assert cfg.param_scheduler[-1]['end'] == 300
     assert cfg.default_hooks.checkpoint.interval == 300
-    demo._apply_iters(cfg, 2, None)
+    jobs.apply_iters(cfg, 2, None)
     assert all(s['begin'] < s['end'] <= 2 for s in cfg.param_scheduler)
     assert cfg.train_cfg.val_interval == 2
 
 
 def test_build_config_logs_at_every_validation(tmp_path):
-    job = demo.Job('UperNet', 'seg', str(demo.SEG_CONFIG), str(tmp_path), {}, 600, 40, 1, 3,
-                   demo.SEG_METRICS)
-    cfg = demo.build_config(job)
+    job = jobs.Job('UperNet', 'seg', str(jobs.SEG_CONFIG), str(tmp_path), {}, 600, 40, 1, 3,
+                   jobs.SEG_METRICS)
+    cfg = jobs.build_config(job)
     assert cfg.train_cfg.val_interval == 40 and cfg.default_hooks.logger.interval == 5
     assert cfg.work_dir == str(tmp_path) and cfg.randomness == dict(seed=3)
 
@@ -132,6 +133,9 @@ def test_kernel_picture_from_a_state_dict(tmp_path):
     state = {f'backbone.{k}': v for k, v in backbone.state_dict().items()}
     kernel_h, kernel_w = oversized_kernels(state, stage=1, block=1)
     assert kernel_h.shape == kernel_w.shape == (16, 7)
+    from_model = oversized_kernels(backbone, stage=1, block=1, prefix='')  # a model in
+    np.testing.assert_array_equal(from_model[0], kernel_h)
+    np.testing.assert_array_equal(from_model[1], kernel_w)
     out = plot_oversized_kernels(kernel_h, kernel_w, tmp_path / 'k.png', num_channels=3)
     assert out.stat().st_size > 1000
     with pytest.raises(KeyError, match='stage 1, block 2'):
@@ -145,8 +149,8 @@ def test_curves_overlays_and_grids(tmp_path):
         {'mIoU': 40.0, 'step': 20}]) + '\n')
     train, val = read_scalars(scalars)
     assert len(train) == 2 and val == [{'mIoU': 40.0, 'step': 20}]
-    out = plot_training_curves({'UperNet': (train, val)}, {'UperNet': demo.SEG_METRICS},
-                               tmp_path / 'curves.png', targets=demo.TARGETS)
+    out = plot_training_curves({'UperNet': (train, val)}, {'UperNet': jobs.SEG_METRICS},
+                               tmp_path / 'curves.png', targets=report.TARGETS)
     assert out.stat().st_size > 1000
     label = np.array([[0, 1], [255, 1]], np.uint8)
     palette = [[255, 0, 0], [0, 255, 0]]
@@ -163,7 +167,7 @@ def test_user_coco_becomes_semantic_maps(tmp_path):
     import cv2
     from pycocotools.coco import COCO
     info = toy_data.make_coco_instances(tmp_path / 'coco', 2, 1, image_size=(64, 64), seed=1)
-    data = demo.user_data(tmp_path / 'coco', tmp_path / 'out')
+    data = datasets.user_data(tmp_path / 'coco', tmp_path / 'out')
     assert data.coco_classes == toy_data.COCO_CLASSES
     assert data.seg_classes == ('background',) + toy_data.COCO_CLASSES
     assert len(data.seg_palette) == len(data.seg_classes)
@@ -177,7 +181,7 @@ def test_user_coco_becomes_semantic_maps(tmp_path):
     np.testing.assert_array_equal(label, expected)
     assert len(list((data.seg_root / 'images' / 'training').glob('*.jpg'))) == 2
     with pytest.raises(SystemExit, match='not a COCO-format dataset'):
-        demo.user_data(tmp_path / 'out', tmp_path / 'out2')
+        datasets.user_data(tmp_path / 'out', tmp_path / 'out2')
 
 
 def test_infer_rejects_missing_images(tmp_path):
@@ -193,12 +197,12 @@ def test_infer_rejects_missing_images(tmp_path):
 def test_demo_flow_at_a_shrunken_size(tmp_path, capsys):
     """`make demo` at a handful of images and iterations: every output appears."""
     out = tmp_path / 'demo'
-    assert demo.main(['--quick', '--out', str(out)]) == 0
+    assert quickstart.main(['--quick', '--out', str(out)]) == 0
     printed = capsys.readouterr().out
     assert 'train 2/2' in printed and 'val @ iter 2' in printed  # progress relayed
     summary = json.loads((out / 'summary.json').read_text())
     metrics = {name for row in summary['rows'] for name in row['metrics']}
-    assert metrics == set(demo.TARGETS)
+    assert metrics == set(report.TARGETS)
     for key, path in summary['outputs'].items():
         if '{' not in path:
             assert Path(path).exists(), key

@@ -16,7 +16,7 @@
 # * init: no ImageNet checkpoint exists here, so the backbone starts from
 #   random weights (init_cfg=None).
 #
-# tools/demo.py sets the data root, classes and iteration counts; by hand:
+# demo/quickstart.py (make demo) sets the data root, classes and iteration counts; by hand:
 #
 #   python tools/misc/make_toy_dataset.py --kind coco --out data/quickstart/coco \
 #       --num-train 400 --num-val 60 --size 192 192
@@ -24,7 +24,7 @@
 _base_ = ['../mask_rcnn_parcnetv2_t.py']
 
 data_root = 'data/quickstart/coco/'
-classes = ('circle', 'square', 'triangle')  # mmparc.toy_data.COCO_CLASSES
+classes = ('circle', 'square', 'triangle')  # demo/toy_data.py: COCO_CLASSES
 # Drawing colours, chosen to stand out from the objects' own red/green/blue.
 palette = [(0, 230, 230), (255, 0, 200), (255, 170, 0)]
 image_size = (192, 192)  # (H, W); a multiple of 32

@@ -10,21 +10,23 @@ Examples::
     python tools/misc/make_toy_dataset.py --kind imagenet --out data/imagenet \\
         --num-train 800 --num-val 200 --size 64 64
 
-The output is deterministic for a given seed; see ``mmparc/toy_data.py``.
+The output is deterministic for a given seed; see ``demo/toy_data.py`` (the
+generator the quickstart demo uses).
 """
 import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Optional, Sequence
 
-try:
-    from mmparc import toy_data
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from mmparc import toy_data
+# The generator lives in the checkout's demo/ folder, not in the installed package.
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from demo import toy_data  # noqa: E402
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--kind', required=True, choices=('coco', 'ade', 'imagenet'))
     parser.add_argument('--out', required=True, type=Path, help='dataset root to write')
@@ -42,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     kwargs = {}
     if args.size is not None:
