@@ -2,12 +2,13 @@
 
 Importing ``mmparc`` registers its models and engine parts into mmengine's
 registries (found from mmdet, mmseg and mmpretrain) and makes Runner
-checkpoints loadable with torch's default ``weights_only=True``.
+checkpoints load through it with torch's default ``weights_only=True``
+(:mod:`mmparc.checkpoint`; nothing is added to torch's process-wide allow-list).
 """
-from .safe_load import allow_runner_checkpoints
 from .version import __version__
 
-allow_runner_checkpoints()
+from . import checkpoint  # noqa: E402
+checkpoint.register_checkpoint_loader()
 
 from . import engine, models  # noqa: E402  (registration side effects)
 from .models import ParCNetV2  # noqa: E402

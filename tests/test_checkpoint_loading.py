@@ -1,6 +1,14 @@
-"""Runner checkpoints load with torch's default ``weights_only=True``."""
+"""Runner checkpoints load with torch's default ``weights_only=True``.
+
+Through mmparc's loader (and mmengine's, which ``import mmparc`` routes
+through it) only; plain ``torch.load`` accepts exactly what it accepts
+without mmparc.  Crafted files: tests/test_crafted_checkpoints.py.
+"""
+import os
+import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,8 +17,10 @@ from mmengine.evaluator import BaseMetric
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 
-import mmparc  # noqa: F401  (allow-lists the checkpoint classes)
-from mmparc.safe_load import runner_checkpoint_globals
+import mmparc  # noqa: F401  (routes mmengine's checkpoint loading)
+from mmparc.checkpoint import CheckpointError, load_checkpoint_file
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class ToyModel(BaseModel):
@@ -59,30 +69,44 @@ def runner_checkpoint(tmp_path_factory):
     return work_dir, ckpt
 
 
-def test_plain_torch_load_refuses_without_mmparc(runner_checkpoint):
-    """The allow-list is what makes loading work (and weights_only stays on)."""
+def _run(code: str) -> subprocess.CompletedProcess:
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get('PYTHONPATH')) if p)
+    return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS='1'))
+
+
+def test_plain_torch_load_is_untouched_and_mmparc_loads(runner_checkpoint):
+    """Plain torch.load refuses a Runner checkpoint with and without mmparc
+    (weights_only stays on); mmparc's and mmengine's loaders read it."""
     _, ckpt = runner_checkpoint
-    code = ('import torch, sys\n'
-            'try:\n'
-            f'    torch.load({str(ckpt)!r}, map_location="cpu")\n'
-            'except Exception as err:\n'
-            '    print("refused", type(err).__name__)\n'
-            '    sys.exit(0)\n'
-            'sys.exit(1)\n')
-    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
-    assert result.returncode == 0, 'torch loaded a Runner checkpoint without the allow-list'
-    code = f'import mmparc, torch; torch.load({str(ckpt)!r}, map_location="cpu"); print("ok")'
-    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
-    assert result.stdout.strip() == 'ok', result.stderr[-2000:]
+    for prelude in ('', 'import mmparc\n'):
+        code = (f'import torch, sys\n{prelude}'
+                'try:\n'
+                f'    torch.load({str(ckpt)!r}, map_location="cpu")\n'
+                'except Exception as err:\n'
+                '    print("refused", type(err).__name__)\n'
+                '    sys.exit(0)\n'
+                'sys.exit(1)\n')
+        result = _run(code)
+        assert result.returncode == 0, f'plain torch.load read a Runner checkpoint ({prelude!r})'
+    code = ('import mmparc\n'
+            'from mmparc.checkpoint import load_checkpoint_file\n'
+            'from mmengine.runner.checkpoint import _load_checkpoint\n'
+            'from mmengine.logging import HistoryBuffer\n'
+            f'a = load_checkpoint_file({str(ckpt)!r})\n'
+            f'b = _load_checkpoint({str(ckpt)!r}, map_location="cpu")\n'
+            'for c in (a, b):\n'
+            '    buffers = c["message_hub"]["log_scalars"].values()\n'
+            '    assert buffers and all(type(v) is HistoryBuffer for v in buffers)\n'
+            'print("ok")')
+    result = _run(code)
+    assert result.stdout.strip().splitlines()[-1:] == ['ok'], result.stderr[-2000:]
 
 
 def test_weights_only_default_untouched():
     import inspect
     assert inspect.signature(torch.load).parameters['weights_only'].default is None
-    import os
     assert os.environ.get('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD') is None
-    names = {getattr(g, '__name__', str(g)) for g in runner_checkpoint_globals()}
-    assert 'HistoryBuffer' in names and '_reconstruct' in names
 
 
 def test_resume_from_runner_checkpoint(runner_checkpoint):
@@ -100,7 +124,7 @@ def test_test_from_runner_checkpoint(runner_checkpoint, tmp_path):
     runner = Runner(**runner_kwargs(tmp_path, load_from=str(ckpt), experiment_name='test'))
     metrics = runner.test()
     assert 'mae' in metrics
-    saved = torch.load(ckpt, map_location='cpu')['state_dict']['linear.weight']
+    saved = load_checkpoint_file(ckpt)['state_dict']['linear.weight']
     assert torch.equal(runner.model.linear.weight.detach(), saved)
 
 
@@ -113,8 +137,62 @@ class _SneakyGetattr:
 
 
 def test_getattr_stand_in_refuses_other_attributes(tmp_path):
-    import pickle
     path = tmp_path / 'sneaky.pth'
     torch.save({'x': _SneakyGetattr()}, path)
-    with pytest.raises(pickle.UnpicklingError, match='only HistoryBuffer statistics'):
+    with pytest.raises(CheckpointError, match='only HistoryBuffer statistics'):
+        load_checkpoint_file(path)
+    with pytest.raises(pickle.UnpicklingError):
         torch.load(path)
+
+
+def test_bad_files_give_one_line_naming_the_file(tmp_path):
+    from mmengine.runner.checkpoint import _load_checkpoint
+    empty = tmp_path / 'empty.pth'
+    empty.write_bytes(b'')
+    text = tmp_path / 'notes.pth'
+    text.write_text('hello, not a checkpoint\n')
+    torch.save({'w': torch.ones(3)}, tmp_path / 'good.pth')
+    truncated = tmp_path / 'truncated.pth'
+    truncated.write_bytes((tmp_path / 'good.pth').read_bytes()[:200])
+    cases = {empty: 'empty file (0 bytes)', text: 'not a PyTorch checkpoint',
+             truncated: 'corrupt checkpoint archive', tmp_path: 'not a file'}
+    for path, fragment in cases.items():
+        for load in (load_checkpoint_file, lambda p: _load_checkpoint(str(p))):
+            with pytest.raises(CheckpointError) as info:
+                load(path)
+            message = str(info.value)
+            assert message.startswith(str(path)) and fragment in message, message
+            assert '\n' not in message
+    with pytest.raises(FileNotFoundError, match='checkpoint file not found'):
+        load_checkpoint_file(tmp_path / 'missing.pth')
+
+
+def test_missing_pretrained_checkpoint_says_how_to_get_it(tmp_path):
+    """``init_cfg=dict(type='Pretrained')`` on a missing file names the three ways out."""
+    from mmengine.model import BaseModule
+
+    class Backbone(BaseModule):
+        def __init__(self):
+            super().__init__(init_cfg=dict(type='Pretrained',
+                                           checkpoint=str(tmp_path / 'bb.pth')))
+            self.linear = nn.Linear(2, 2)
+
+    with pytest.raises(FileNotFoundError) as info:
+        Backbone().init_weights()
+    message = str(info.value)
+    for fragment in ('convert_official.py', "prefix=backbone.", 'init_cfg=None',
+                     str(tmp_path / 'bb.pth')):
+        assert fragment in message, message
+    # anywhere else, a missing file is just that
+    with pytest.raises(FileNotFoundError) as info:
+        load_checkpoint_file(tmp_path / 'bb.pth')
+    assert 'convert_official' not in str(info.value)
+
+
+def test_other_mmengine_schemes_run_inside_the_scope():
+    from mmengine.runner.checkpoint import CheckpointLoader, load_from_local
+    assert CheckpointLoader._get_checkpoint_loader('x.pth').__module__ == 'mmparc.checkpoint'
+    for url in ('https://example.com/x.pth', 'open-mmlab://x', 'torchvision://resnet50'):
+        loader = CheckpointLoader._get_checkpoint_loader(url)
+        assert getattr(loader, '_mmparc_scoped', False), url
+    assert load_from_local.__module__ == 'mmengine.runner.checkpoint'

@@ -1,0 +1,487 @@
+"""Crafted checkpoints: refused with a clear message, no crash, no side effects.
+
+Each file is loaded in a fresh subprocess that has imported mmparc, through
+every public path (plain ``torch.load``; :func:`mmparc.checkpoint.load_checkpoint_file`;
+mmengine's ``_load_checkpoint``, which ``--resume``, ``load_from`` and
+``init_cfg=dict(type='Pretrained')`` use), and whatever loads is then used as
+user code would (field access, ``deepcopy``, HistoryBuffer statistics).  The
+subprocess reports, and the test asserts: every path refused the file, with a
+one-line message from mmparc's loader; no signal killed the process; the
+marker file the payload would write does not exist; HistoryBuffer's
+class-level ``_statistics_methods`` and torch's safe globals are unchanged;
+plain ``torch.load`` still refuses numpy content while mmparc still loads a
+genuine Runner-style checkpoint.  Files that could corrupt memory each get
+their own process; the others share one.
+"""
+import copy
+import copyreg
+import json
+import os
+import struct
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import pytest
+import torch
+from mmengine.logging import HistoryBuffer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env() -> Dict[str, str]:
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get('PYTHONPATH')) if p)
+    return dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS='1')
+
+
+class Reduce:
+    """Pickles as ``func(*args)``, then ``BUILD state``: what a crafted file says."""
+
+    def __init__(self, func: Any, args: tuple, state: Any = None) -> None:
+        self.func, self.args, self.state = func, args, state
+
+    def __reduce__(self):
+        if self.state is None:
+            return self.func, self.args
+        return self.func, self.args, self.state
+
+
+def crafted_dtype(code: str, state: tuple) -> Reduce:
+    return Reduce(np.dtype, (code, False, True), state)
+
+
+def crafted_array(dtype: Any, shape: tuple, data: Any) -> Reduce:
+    from numpy.core.multiarray import _reconstruct
+    return Reduce(_reconstruct, (np.ndarray, (0,), b'b'), (1, shape, dtype, False, data))
+
+
+def crafted_history_buffer(state: Optional[Dict[str, Any]]) -> HistoryBuffer:
+    """Pickles as a HistoryBuffer (``NEWOBJ``) with ``state`` (``BUILD``), as mmengine's."""
+    buffer = HistoryBuffer.__new__(HistoryBuffer)
+    reduce = (copyreg.__newobj__, (HistoryBuffer,)) + (() if state is None else (state,))
+    buffer.__reduce_ex__ = lambda protocol: reduce
+    return buffer
+
+
+def hb_state(**extra: Any) -> Dict[str, Any]:
+    state = {'max_length': 10, '_log_history': np.array([1.0, 2.0]),
+             '_count_history': np.array([1, 1])}
+    state.update(extra)
+    return state
+
+
+def stat(name: str) -> Reduce:
+    return Reduce(getattr, (HistoryBuffer, name))
+
+
+def save_pickle_bytes(path: Path, data: bytes) -> Path:
+    """A torch zip checkpoint whose ``data.pkl`` is exactly ``data``."""
+    torch.save({'x': 1}, path)
+    with zipfile.ZipFile(path) as archive:
+        entries = {n: archive.read(n) for n in archive.namelist()}
+    with zipfile.ZipFile(path, 'w', zipfile.ZIP_STORED) as archive:
+        for name, content in entries.items():
+            archive.writestr(name, data if name.endswith('/data.pkl') else content)
+    return path
+
+
+def _unicode(text: str) -> bytes:
+    raw = text.encode()
+    return b'X' + struct.pack('<I', len(raw)) + raw
+
+
+# A union dtype ('i8' with a field) whose field is forged to be an object
+# pointer over the raw int64 bytes 0x4141...: reading it dereferences them.
+def _object_field_over_bytes() -> Any:
+    object_dtype = Reduce(np.dtype, ('O8', False, True))  # no BUILD needed
+    forged = crafted_dtype('i8', (3, '<', None, ('a',), {'a': (object_dtype, 0)}, 8, 8, 0))
+    return {'message_hub': {'runtime_info': {'x': crafted_array(forged, (1,), b'A' * 8)}}}
+
+
+def _field_at_offset() -> Any:
+    """The same forgery with an int field (as the object one, minus the pointer)."""
+    forged = crafted_dtype('i8', (3, '<', None, ('a',), {'a': (np.dtype('i4'), 4)}, 8, 8, 0))
+    return {'runtime_info': crafted_array(forged, (1,), b'A' * 8)}
+
+
+def _out_of_bounds_offset() -> Any:
+    forged = crafted_dtype('i8', (3, '<', None, ('a',), {'a': (np.dtype('i8'), 1 << 24)},
+                                  8, 8, 0))
+    return {'runtime_info': crafted_array(forged, (1,), b'B' * 8)}
+
+
+def _object_array() -> Any:
+    return {'runtime_info': {'x': np.array([1, 'text', None], dtype=object)}}
+
+
+def _object_scalar_in_buffer() -> Any:
+    return {'log_scalars': {'loss': crafted_history_buffer(
+        hb_state(_log_history=np.array([{'a': 1}], dtype=object),
+                 _count_history=np.array([1])))}}
+
+
+def _structured_array() -> Any:
+    return {'x': np.zeros(2, dtype=[('a', 'f8'), ('b', 'i4')])}
+
+
+def _subarray_dtype() -> Any:
+    return {'x': np.zeros(2, dtype=[('a', 'f8', (3,))])}
+
+
+def _poison_statistics() -> Any:
+    """Extra statistics names first, then getattr of dunder names (old stand-in hole)."""
+    buffer = crafted_history_buffer(hb_state(statistics_methods={
+        '__init__': stat('mean'), '__class__': stat('mean'), '__subclasses__': stat('mean'),
+        '__dict__': stat('mean')}))
+    return {'log_scalars': {'loss': buffer},
+            'later': [stat('__init__'), stat('__class__'), stat('__subclasses__'),
+                      stat('__dict__')]}
+
+
+def _break_mean() -> Any:
+    """statistics_methods replacing 'mean' for every HistoryBuffer in the process."""
+    return {'log_scalars': {'loss': crafted_history_buffer(
+        hb_state(statistics_methods={'mean': stat('max')}))}}
+
+
+CRASH_CASES = {
+    'object field over raw bytes': (_object_field_over_bytes, "numpy dtype 'O8'"),
+    'int field at an offset': (_field_at_offset, 'fields, subarrays, offsets'),
+    'out-of-bounds field offset': (_out_of_bounds_offset, 'fields, subarrays, offsets'),
+    'object dtype array': (_object_array, "numpy dtype 'O8'"),
+    'object array in a HistoryBuffer': (_object_scalar_in_buffer, "numpy dtype 'O8'"),
+    'structured dtype': (_structured_array, "numpy dtype 'V12'"),
+    'subarray dtype': (_subarray_dtype, "numpy dtype 'V24'"),
+    'HistoryBuffer statistics poisoning': (_poison_statistics, 'statistics_methods'),
+    'HistoryBuffer mean replaced': (_break_mean, 'statistics_methods'),
+}
+
+
+def _marker_payloads(marker: Path) -> Dict[str, Any]:
+    import builtins
+    import subprocess as sp
+    touch = f'open({str(marker)!r}, "w").write("pwned")'
+    return {
+        'os.system reduce': (Reduce(os.system, (f'touch {marker}',)), 'posix.system'),
+        'eval reduce': (Reduce(builtins.eval, (touch,)), 'eval'),
+        'exec reduce': (Reduce(builtins.exec, (touch,)), 'exec'),
+        'subprocess reduce': (Reduce(sp.call, (['touch', str(marker)],)), '.call,'),
+        'getattr of a dunder': (stat('__init__'), 'only HistoryBuffer statistics'),
+        'getattr chain mean.__globals__': (
+            Reduce(getattr, (stat('mean'), '__globals__')), 'only HistoryBuffer statistics'),
+        'getattr chain via statistics': (
+            {'g': Reduce(getattr, (Reduce(getattr, (stat('mean'), '__globals__')), 'get'))},
+            'only HistoryBuffer statistics'),
+        'getattr of numpy': (Reduce(getattr, (np.ndarray, 'tofile')),
+                             'only HistoryBuffer statistics'),
+        'HistoryBuffer with arguments': (Reduce(HistoryBuffer, ([1.0], [1], 5)),
+                                         'HistoryBuffer created with arguments'),
+        'HistoryBuffer without state': (crafted_history_buffer(None),
+                                        'HistoryBuffer without its state'),
+        'HistoryBuffer with extra state': (crafted_history_buffer(hb_state(evil=1)),
+                                           'HistoryBuffer state with keys'),
+        'HistoryBuffer huge max_length type': (
+            crafted_history_buffer(hb_state(max_length=True)), 'max_length'),
+        'array data as a list': (crafted_array(np.dtype('f8'), (1,), [1.0]),
+                                 'only raw bytes'),
+        'array shorter than its shape': (crafted_array(np.dtype('f8'), (1 << 40,), b'C' * 8),
+                                         'needs'),
+        'scalar of object dtype': (Reduce(np.core.multiarray.scalar,
+                                          (np.dtype('O'), 'x')), "numpy dtype 'O8'"),
+        'numpy dtype class': (np.dtypes.Float64DType, 'numpy.dtypes.Float64DType'),
+        'numpy fromfile': (Reduce(np.fromfile, ('/etc/passwd',)), 'numpy.fromfile'),
+    }
+
+
+def _raw_payloads(marker: Path) -> Dict[str, Any]:
+    cmd = _unicode(f'touch {marker}')
+    return {
+        # protocol 0: MARK, the command, INST os.system, STOP
+        'INST os.system': (b'(' + cmd + b'ios\nsystem\n.', 'INST'),
+        'INST builtins.eval': (b'(' + _unicode(f'open({str(marker)!r}, "w")') +
+                               b'ibuiltins\neval\n.', 'INST'),
+        # protocol 4: module and name from the stack, then REDUCE
+        'STACK_GLOBAL os.system': (b'\x80\x04' + _unicode('os') + _unicode('system') +
+                                   b'\x93' + cmd + b'\x85R.', 'STACK_GLOBAL'),
+        'OBJ opcode': (b'(cos\nsystem\n' + cmd + b'o.', 'os.system'),
+        'protocol 0 string': (b"(S'ls'\nios\nsystem\n.", 'STRING'),
+    }
+
+
+RUNNER_LIKE = {
+    'meta': {'epoch': 1, 'iter': 2, 'seed': np.int64(3)},
+    'message_hub': {'log_scalars': {}, 'runtime_info': {'lr': np.float32(0.5)},
+                    'resumed_keys': {}},
+    'state_dict': {'w': torch.ones(2)},
+}
+
+PROBE = r'''
+import copy, json, os, sys, traceback
+import numpy as np, torch
+
+def safe_globals():
+    # torch registers its own entries (nested tensors, meshes) as its modules
+    # load; everything else in the list is what other code (mmparc) added.
+    names = [g[1] if isinstance(g, tuple) else f'{g.__module__}.{g.__qualname__}'
+             for g in torch.serialization.get_safe_globals()]
+    return sorted(n for n in names if not n.startswith('torch.'))
+
+globals_before_import = safe_globals()
+import mmparc
+from mmparc.checkpoint import load_checkpoint_file
+from mmengine.logging import HistoryBuffer
+from mmengine.runner.checkpoint import _load_checkpoint
+HistoryBuffer()  # mmengine's default statistics, as in any Runner process
+stats_before = dict(HistoryBuffer._statistics_methods)
+globals_after_import = safe_globals()
+
+def use(obj, seen=None):
+    """What user code does with a loaded checkpoint."""
+    copy.deepcopy(obj)
+    repr(obj)
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+        elif isinstance(value, np.ndarray):
+            value.tolist()
+            for name in (value.dtype.names or ()):
+                value[name].tolist()
+        elif isinstance(value, HistoryBuffer):
+            for name in ('min', 'max', 'current', 'mean'):
+                value.statistics(name)
+        elif callable(value):
+            value
+
+loaders = {
+    'torch.load': lambda p: torch.load(p, map_location='cpu'),
+    'mmparc': lambda p: load_checkpoint_file(p),
+    'mmengine': lambda p: _load_checkpoint(p, map_location='cpu', logger='silent'),
+}
+report = {}
+for path in sys.argv[2:]:
+    for how, load in loaders.items():
+        try:
+            obj = load(path)
+        except Exception as err:
+            report[f'{path}|{how}'] = ['refused', type(err).__name__, str(err)]
+        else:
+            use(obj)
+            report[f'{path}|{how}'] = ['loaded', '', '']
+buffer = HistoryBuffer()
+buffer.update(1.0)
+buffer.update(3.0)
+state = {
+    'report': report,
+    'stats_unchanged': dict(HistoryBuffer._statistics_methods) == stats_before,
+    'mean_works': float(buffer.statistics('mean')) == 2.0,
+    'import_left_globals': globals_after_import == globals_before_import,
+    'globals_unchanged': safe_globals() == globals_before_import,
+}
+genuine = sys.argv[1]
+try:
+    torch.load(genuine)
+    state['plain_refuses_numpy'] = False
+except Exception:
+    state['plain_refuses_numpy'] = True
+loaded = load_checkpoint_file(genuine)
+state['genuine_loads'] = (type(loaded['meta']['seed']) is np.int64
+                          and float(loaded['message_hub']['runtime_info']['lr']) == 0.5)
+print('REPORT ' + json.dumps(state))
+'''
+
+
+def probe(paths: List[Path], tmp_path: Path) -> Dict[str, Any]:
+    genuine = tmp_path / 'genuine.pth'
+    if not genuine.exists():
+        torch.save(RUNNER_LIKE, genuine)
+    env = _env()
+    proc = subprocess.run([sys.executable, '-c', PROBE, str(genuine), *map(str, paths)],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert proc.returncode >= 0, (f'killed by signal {-proc.returncode} loading '
+                                  f'{[p.name for p in paths]}:\n{proc.stderr[-3000:]}')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(l for l in proc.stdout.splitlines() if l.startswith('REPORT '))
+    state = json.loads(line[len('REPORT '):])
+    assert state['stats_unchanged'], 'HistoryBuffer._statistics_methods was changed'
+    assert state['mean_works']
+    assert state['import_left_globals'], 'import mmparc changed torch.serialization safe globals'
+    assert state['globals_unchanged'], 'loading changed torch.serialization safe globals'
+    assert state['plain_refuses_numpy'], 'plain torch.load accepted numpy after import mmparc'
+    assert state['genuine_loads']
+    return state['report']
+
+
+def check_refused(report: Dict[str, Any], path: Path, fragment: str) -> None:
+    for how in ('torch.load', 'mmparc', 'mmengine'):
+        outcome, kind, message = report[f'{path}|{how}']
+        assert outcome == 'refused', f'{path.name} loaded through {how}'
+        if how != 'torch.load':
+            assert kind == 'CheckpointError', (how, kind, message)
+            assert '\n' not in message and message.startswith(str(path)), message
+            assert fragment in message, (fragment, message)
+
+
+@pytest.mark.parametrize('case', sorted(CRASH_CASES))
+def test_memory_and_state_cases_refused_each_in_own_process(case, tmp_path):
+    build, fragment = CRASH_CASES[case]
+    path = tmp_path / 'crafted.pth'
+    torch.save(build(), path)
+    check_refused(probe([path], tmp_path), path, fragment)
+
+
+def test_code_execution_payloads_refused(tmp_path):
+    marker = tmp_path / 'marker'
+    cases = {}
+    for i, (name, (payload, fragment)) in enumerate(_marker_payloads(marker).items()):
+        path = tmp_path / f'payload{i}.pth'
+        torch.save({'state_dict': {}, 'x': payload}, path)
+        cases[name] = (path, fragment)
+    for i, (name, (data, fragment)) in enumerate(_raw_payloads(marker).items()):
+        cases[name] = (save_pickle_bytes(tmp_path / f'raw{i}.pth', data), fragment)
+    report = probe([p for p, _ in cases.values()], tmp_path)
+    assert not marker.exists(), 'a payload ran'
+    for name, (path, fragment) in cases.items():
+        try:
+            check_refused(report, path, fragment)
+        except AssertionError as err:
+            raise AssertionError(f'{name}: {err}') from None
+
+
+RESUME = r'''
+import sys
+import torch, torch.nn as nn
+import mmparc
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+from mmengine.logging import HistoryBuffer
+HistoryBuffer()
+before = dict(HistoryBuffer._statistics_methods)
+
+class Toy(BaseModel):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, 1)
+    def forward(self, inputs, labels, mode='tensor'):
+        return {'loss': (self.linear(inputs) - labels).pow(2).mean()}
+
+data = [dict(inputs=torch.randn(2), labels=torch.randn(1)) for _ in range(4)]
+for i, path in enumerate(sys.argv[1:]):
+    runner = Runner(model=Toy(), work_dir=f'work{i}', experiment_name=f'r{i}',
+                    train_dataloader=dict(dataset=data, batch_size=2,
+                                          sampler=dict(type='DefaultSampler', shuffle=False),
+                                          collate_fn=dict(type='default_collate')),
+                    optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+                    train_cfg=dict(by_epoch=True, max_epochs=1), resume=True, load_from=path,
+                    default_hooks=dict(checkpoint=None, logger=None), log_level='ERROR')
+    try:
+        runner.train()
+    except Exception as err:
+        print('REFUSED', type(err).__name__, str(err).splitlines()[0])
+    else:
+        print('RESUMED', path)
+print('STATS', dict(HistoryBuffer._statistics_methods) == before)
+'''
+
+
+@pytest.mark.slow
+def test_runner_resume_refuses_crafted_and_empty_checkpoints(tmp_path):
+    """``--resume`` on the segfaulting file, the poisoning file and a 0-byte file."""
+    paths = []
+    for name, build in (('forged.pth', _object_field_over_bytes),
+                        ('poison.pth', _poison_statistics)):
+        torch.save(build(), tmp_path / name)
+        paths.append(tmp_path / name)
+    (tmp_path / 'empty.pth').write_bytes(b'')
+    paths.append(tmp_path / 'empty.pth')
+    env = _env()
+    proc = subprocess.run([sys.executable, '-c', RESUME, *map(str, paths)], cwd=tmp_path,
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, f'returncode {proc.returncode}:\n{proc.stderr[-3000:]}'
+    lines = [l for l in proc.stdout.splitlines() if l.startswith(('REFUSED', 'RESUMED'))]
+    assert len(lines) == 3 and all(l.startswith('REFUSED CheckpointError') for l in lines), \
+        proc.stdout[-2000:]
+    assert "numpy dtype 'O8'" in lines[0]
+    assert 'statistics_methods' in lines[1]
+    assert 'empty file (0 bytes)' in lines[2]
+    assert 'STATS True' in proc.stdout
+
+
+# ---------------------------------------------------- the scope, in process
+def test_import_adds_nothing_to_torch_allow_list():
+    code = ('import torch, mmengine.runner, mmengine.logging\n'
+            'before = torch.serialization.get_safe_globals()\n'
+            'import mmparc\n'
+            'after = torch.serialization.get_safe_globals()\n'
+            'added = [g for g in after if g not in before]\n'
+            'assert all(getattr(g, "__module__", "").startswith("torch.") for g in added), added\n'
+            'assert all(g in after for g in before)\n'
+            'print("same")')
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          env=_env())
+    assert proc.stdout.strip() == 'same', proc.stderr[-2000:]
+
+
+def test_other_codes_safe_globals_neither_break_nor_widen_loading(tmp_path):
+    """``safe_globals`` blocks, ``clear_safe_globals`` and a user allow-listing the
+    real ``getattr`` change nothing about what mmparc loads, and are restored."""
+    import pickle
+
+    from mmparc.checkpoint import CheckpointError, load_checkpoint_file
+    genuine = tmp_path / 'genuine.pth'
+    torch.save(RUNNER_LIKE, genuine)
+    sneaky = tmp_path / 'sneaky.pth'
+    torch.save({'x': stat('__init__')}, sneaky)
+
+    class Mine:
+        pass
+
+    with torch.serialization.safe_globals([Mine]):
+        assert load_checkpoint_file(genuine)['meta']['seed'] == 3
+        assert Mine in torch.serialization.get_safe_globals()
+    assert load_checkpoint_file(genuine)['meta']['seed'] == 3
+    torch.serialization.clear_safe_globals()
+    assert load_checkpoint_file(genuine)['meta']['seed'] == 3
+    before = torch.serialization.get_safe_globals()
+    torch.serialization.add_safe_globals([getattr, HistoryBuffer])
+    try:
+        with pytest.raises(CheckpointError, match='only HistoryBuffer statistics'):
+            load_checkpoint_file(sneaky)
+        assert getattr in torch.serialization.get_safe_globals()
+        # plain torch.load is exactly torch's business: the user's own entries apply
+        with pytest.raises(pickle.UnpicklingError):
+            torch.load(genuine)
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(before)
+
+
+def test_loaded_history_buffer_is_genuine(tmp_path):
+    from mmengine.logging import MessageHub
+
+    from mmparc.checkpoint import load_checkpoint_file
+    hub = MessageHub('crafted_test_hub')
+    for value in (1.0, 2.0, 6.0):
+        hub.update_scalar('train/loss', value)
+    hub.update_info('arr', np.arange(6, dtype=np.int16).reshape(2, 3).T)
+    hub.update_info('flag', np.bool_(True))
+    path = tmp_path / 'hub.pth'
+    torch.save({'message_hub': hub.state_dict()}, path)
+    loaded = load_checkpoint_file(path)['message_hub']
+    buffer = loaded['log_scalars']['train/loss']
+    assert type(buffer) is HistoryBuffer
+    assert buffer.statistics('mean') == 3.0 and buffer.max() == 6.0
+    assert type(buffer._log_history) is np.ndarray and buffer._log_history.dtype == np.float64
+    arr = loaded['runtime_info']['arr']
+    np.testing.assert_array_equal(arr, np.arange(6, dtype=np.int16).reshape(2, 3).T)
+    assert arr.flags.writeable and loaded['runtime_info']['flag'] is not True
+    assert bool(loaded['runtime_info']['flag']) is True
+    resumed = MessageHub('crafted_test_resumed')
+    resumed.load_state_dict(copy.deepcopy(loaded))
+    assert resumed.get_scalar('train/loss').current() == 6.0
