@@ -7,13 +7,23 @@ prefixes: ``backbone.`` for the body, ``backbone.norm{last}`` for the final
 LayerNorm, ``head.fc`` for the classifier.  The official mmdet-2.x and
 mmseg-0.x checkpoints already carry ``backbone.``/neck/head keys that
 mmdet 3.x and mmseg 1.x models use unchanged; they are re-wrapped and checked.
+
+Every conversion is validated against the architecture it targets: the
+backbone weights must be exactly those of one ParCNetV2 arch (``--arch``, or
+the one whose stage depths and widths they have), shape for shape, so a
+checkpoint with a missing stage or a wrong-shaped weight is refused rather
+than written.
 """
 import argparse
+import functools
 import re
 from collections import OrderedDict
-from typing import Dict, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
+
+from .checkpoint import CheckpointError, load_checkpoint_file
+from .cli import atomic_output_file, check_output_file
 
 TARGETS = ('classifier', 'backbone', 'model')
 _BODY = re.compile(r'^(downsample_layers|stages)\.(\d+)\.')
@@ -55,8 +65,131 @@ def _num_stages(keys) -> int:
     return max(stages) + 1
 
 
-def convert_official(state: Mapping[str, torch.Tensor], target: Optional[str] = None
-                     ) -> Dict[str, torch.Tensor]:
+@functools.lru_cache(maxsize=None)
+def _arch_info(arch: str, gap_before_final_norm: bool
+               ) -> Tuple[Dict[str, Tuple[int, ...]], Tuple[int, ...]]:
+    from .models import ParCNetV2
+    out_indices = -1 if gap_before_final_norm else tuple(
+        range(len(ParCNetV2.arch_settings[arch]['depths'])))
+    model = ParCNetV2(arch=arch, out_indices=out_indices,
+                      gap_before_final_norm=gap_before_final_norm)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return shapes, tuple(model.kernel_sizes)
+
+
+def backbone_shapes(arch: str, gap_before_final_norm: bool) -> Dict[str, Tuple[int, ...]]:
+    """Key -> shape of a ParCNetV2 ``arch`` (all four outputs normed, or the classifier's)."""
+    return _arch_info(arch, gap_before_final_norm)[0]
+
+
+def _depths(keys) -> List[int]:
+    """Blocks per stage, from ``stages.<i>.<j>.`` keys."""
+    blocks: Dict[int, int] = {}
+    for key in keys:
+        match = re.match(r'^stages\.(\d+)\.(\d+)\.', key)
+        if match:
+            stage, block = int(match.group(1)), int(match.group(2))
+            blocks[stage] = max(blocks.get(stage, 0), block + 1)
+    return [blocks.get(i, 0) for i in range(max(blocks) + 1)] if blocks else []
+
+
+def _same_but_kernel(key: str, shape: Tuple[int, ...], expected: Tuple[int, ...],
+                     arch: str) -> bool:
+    """Equal shapes, or ones that differ only in an oversized kernel's length.
+
+    Checkpoints pretrained at another resolution store other (odd) kernel
+    lengths, which the backbone resamples on load.
+    """
+    if shape == expected:
+        return True
+    stage = re.match(r'^stages\.(\d+)\.', key)
+    if stage is None or len(shape) != len(expected):
+        return False
+    length = _default_kernel_sizes(arch)[int(stage.group(1))]
+    return all(got == want or (want == length and got > 0 and got % 2 == 1)
+               for got, want in zip(shape, expected))
+
+
+def _default_kernel_sizes(arch: str) -> Tuple[int, ...]:
+    return _arch_info(arch, True)[1]
+
+
+def match_arch(body: Mapping[str, torch.Tensor], arch: Optional[str] = None) -> str:
+    """The ParCNetV2 arch whose body (``downsample_layers``/``stages``) ``body`` is exactly.
+
+    Raises:
+        ValueError: No arch (or not ``arch``) has these keys and shapes; the
+            message says what differs.
+    """
+    from .models import ParCNetV2
+    settings = ParCNetV2.arch_settings
+    if arch is not None and arch not in settings:
+        raise ValueError(f'unknown arch {arch!r}; ParCNetV2 archs: {sorted(settings)}')
+    depths = _depths(body)
+    candidates = [arch] if arch else [a for a in settings if settings[a]['depths'] == depths]
+    if not candidates:
+        known = ', '.join(f'{a} {s["depths"]}' for a, s in settings.items())
+        raise ValueError(f'its stages have {depths} blocks, which is no ParCNetV2 arch '
+                         f'({known}); a stage is missing or incomplete')
+    problems = {}
+    for name in candidates:
+        expected = {k: v for k, v in backbone_shapes(name, True).items() if _BODY.match(k)}
+        missing = sorted(set(expected) - set(body))
+        unexpected = sorted(set(body) - set(expected))
+        reshaped = [f'{k} {tuple(body[k].shape)} instead of {expected[k]}'
+                    for k in expected if k in body
+                    and not _same_but_kernel(k, tuple(body[k].shape), expected[k], name)]
+        issues = []
+        if reshaped:
+            issues.append(f'{len(reshaped)} weights of another shape ({", ".join(reshaped[:2])})')
+        if missing:
+            issues.append(f'{len(missing)} missing ({", ".join(missing[:3])})')
+        if unexpected:
+            issues.append(f'{len(unexpected)} unexpected ({", ".join(unexpected[:3])})')
+        if not issues:
+            return name
+        problems[name] = (len(reshaped) + len(missing) + len(unexpected), '; '.join(issues))
+    best = min(problems, key=lambda a: problems[a][0])
+    raise ValueError(f'does not fit ParCNetV2-{best}: {problems[best][1]}')
+
+
+def _check_vector(state: Mapping[str, torch.Tensor], key: str, shape: Tuple[int, ...]) -> None:
+    if key in state and tuple(state[key].shape) != shape:
+        raise ValueError(f'{key} has shape {tuple(state[key].shape)}, the arch needs {shape}')
+
+
+def validate(state: Mapping[str, torch.Tensor], kind: str, arch: Optional[str] = None) -> str:
+    """Check an official state dict against ParCNetV2; returns the arch it is."""
+    if kind == 'model':
+        backbone = {k[len('backbone.'):]: v for k, v in state.items()
+                    if k.startswith('backbone.')}
+        name = match_arch({k: v for k, v in backbone.items() if _BODY.match(k)}, arch)
+        shapes = backbone_shapes(name, False)
+        for key, value in backbone.items():
+            if _BODY.match(key):
+                continue
+            if key not in shapes:
+                raise ValueError(f'unexpected backbone key backbone.{key}')
+            _check_vector(backbone, key, shapes[key])
+        return name
+    name = match_arch({k: v for k, v in state.items() if _BODY.match(k)}, arch)
+    from .models import ParCNetV2
+    width = ParCNetV2.arch_settings[name]['dims'][-1]
+    for key in ('norm.weight', 'norm.bias'):
+        _check_vector(state, key, (width, ))
+    if ('head.weight' in state) != ('head.bias' in state):
+        raise ValueError('the classifier head needs both head.weight and head.bias')
+    if 'head.weight' in state:
+        weight = state['head.weight']
+        if weight.ndim != 2 or weight.shape[1] != width:
+            raise ValueError(f'head.weight has shape {tuple(weight.shape)}, the arch needs '
+                             f'(num_classes, {width})')
+        _check_vector(state, 'head.bias', (weight.shape[0], ))
+    return name
+
+
+def convert_official(state: Mapping[str, torch.Tensor], target: Optional[str] = None,
+                     arch: Optional[str] = None) -> Dict[str, torch.Tensor]:
     """Map an official state dict to mmparc key names.
 
     Args:
@@ -67,9 +200,21 @@ def convert_official(state: Mapping[str, torch.Tensor], target: Optional[str] = 
             ``'model'`` (a whole det/seg model).  ``None`` picks
             ``'classifier'`` for ImageNet checkpoints and ``'model'`` for
             det/seg ones.
+        arch: The ParCNetV2 arch to validate against; by default the one
+            whose depths and widths the checkpoint has.
+
+    Raises:
+        ValueError: The checkpoint is not a ParCNetV2 one, does not fit the
+            arch, or cannot become ``target``.
     """
     kind = source_kind(state)
-    target = target or kind
+    out = _convert(state, kind, target or kind)
+    validate(state, kind, arch)
+    return out
+
+
+def _convert(state: Mapping[str, torch.Tensor], kind: str, target: str
+             ) -> Dict[str, torch.Tensor]:
     if target not in TARGETS:
         raise ValueError(f'target must be one of {TARGETS}, got {target!r}')
     if kind == 'model':
@@ -97,17 +242,31 @@ def convert_official(state: Mapping[str, torch.Tensor], target: Optional[str] = 
         else:
             unknown.append(key)
     if unknown:
-        raise ValueError(f'unexpected keys in the official checkpoint: {unknown}')
+        more = f' and {len(unknown) - 5} more' if len(unknown) > 5 else ''
+        raise ValueError(f'unexpected keys in the official checkpoint: {unknown[:5]}{more}')
     return out
 
 
-def convert_file(src: str, dst: str, target: Optional[str] = None) -> Dict[str, torch.Tensor]:
-    """Convert ``src`` into an mmengine checkpoint (``{'state_dict', 'meta'}``) at ``dst``."""
+def convert_file(src: str, dst: str, target: Optional[str] = None,
+                 arch: Optional[str] = None) -> Dict[str, torch.Tensor]:
+    """Convert ``src`` into an mmengine checkpoint (``{'state_dict', 'meta'}``) at ``dst``.
+
+    ``dst`` is checked before and written only once everything has
+    succeeded (under a temporary name, then moved into place).
+
+    Raises:
+        FileNotFoundError, CheckpointError: ``src`` is missing, not a
+            checkpoint, or not an official ParCNetV2 one (messages name it).
+    """
+    check_output_file(dst)
     # timm's training script stores its argparse Namespace next to the
-    # weights; allow exactly that class and keep weights_only loading.
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        checkpoint = torch.load(src, map_location='cpu', weights_only=True)
-    state = convert_official(unwrap_state_dict(checkpoint), target)
-    torch.save({'state_dict': state, 'meta': {'converted_from': str(src),
-                                              'target': target or 'auto'}}, dst)
+    # weights; allow exactly that class, for this load only.
+    checkpoint = load_checkpoint_file(src, 'cpu', extra_globals=[argparse.Namespace])
+    try:
+        state = convert_official(unwrap_state_dict(checkpoint), target, arch)
+    except ValueError as err:
+        raise CheckpointError(f'{src}: {err}') from None
+    with atomic_output_file(dst) as tmp:
+        torch.save({'state_dict': state, 'meta': {'converted_from': str(src),
+                                                  'target': target or 'auto'}}, tmp)
     return state

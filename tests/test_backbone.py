@@ -10,7 +10,8 @@ from mmengine.runner import load_checkpoint
 import mmparc  # noqa: F401
 import reference_official as ref
 from mmparc.convert import convert_file, convert_official, unwrap_state_dict
-from mmparc.models import OversizedConv2d, ParCNetV2, conv1d_same, resample_kernel
+from mmparc.models import ParCNetV2
+from mmparc.ops import resample_kernel
 
 CONFIGS = 'configs/imagenet_parcnetv2_{}.py'
 
@@ -294,7 +295,7 @@ def test_kernel_resampling_on_load(tmp_path, monkeypatch):
     dst = str(tmp_path / 'bb.pth')
     convert_file(save_official(tmp_path, official), dst, 'backbone')
     model = ParCNetV2('xt', out_indices=(0, 1, 2, 3), gap_before_final_norm=False)
-    import mmparc.models.oversized_conv as oc
+    import mmparc.models.layers.oversized_conv as oc
     warnings = []
     monkeypatch.setattr(oc, 'print_log', lambda msg, **kw: warnings.append((msg, kw)))
     load_checkpoint(model, dst, strict=False)
@@ -332,6 +333,11 @@ def test_input_not_4d():
         ParCNetV2('xt')(torch.randn(3, 64, 64))
 
 
+def test_empty_batch():
+    with pytest.raises(ValueError, match='non-empty batch'):
+        ParCNetV2('xt')(torch.randn(0, 3, 64, 64))
+
+
 @pytest.mark.parametrize('kwargs,match', [
     (dict(arch='huge'), 'unknown ParCNetV2 arch'),
     (dict(arch=dict(depths=[1, 2], dims=[8])), 'equal length'),
@@ -343,10 +349,20 @@ def test_input_not_4d():
     (dict(frozen_stages=5), 'frozen_stages'),
     (dict(frozen_stages=-2), 'frozen_stages'),
     (dict(kernel_mode='dynamic'), 'kernel_mode'),
-    (dict(kernel_sizes=[11, 11]), 'one length per stage'),
+    (dict(kernel_sizes=[11, 11]), 'one positive odd int per stage'),
     (dict(kernel_sizes=[12, 11, 11, 11]), 'odd'),
     (dict(drop_path_rate=1.0), 'drop_path_rate'),
     (dict(in_channels=0), 'in_channels'),
+    (dict(out_indices=1.0), 'out_indices'),
+    (dict(out_indices=(True, )), 'out_indices'),
+    (dict(out_indices=()), 'out_indices'),
+    (dict(frozen_stages=True), 'frozen_stages'),
+    (dict(arch=dict(depths=[True, 1], dims=[8, 16])), 'positive ints'),
+    (dict(mlp_ratio=-1), 'mlp_ratio'),
+    (dict(mlp_ratio=0), 'mlp_ratio'),
+    (dict(mlp_ratio=True), 'mlp_ratio'),
+    (dict(mlp_ratio=4.9), 'even'),
+    (dict(drop_path_rate=True), 'drop_path_rate'),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -358,15 +374,13 @@ def test_l2_norm_rows_below_eps_are_constant_in_backward():
     norm = L2LayerNorm(8)
     with torch.no_grad():
         norm.weight.copy_(torch.rand(8) + 1)
-    x = torch.zeros(2, 3, 8)
-    x[0, 0] = torch.randn(8)
-    x[1, 2] = 1e-9 * torch.randn(8)  # below eps: official divisor is the clamp
+    x = torch.zeros(2, 8, 3, 1)  # (B, C, H, W): 3 positions per image
+    x[0, :, 0, 0] = torch.randn(8)
+    x[1, :, 2, 0] = 1e-9 * torch.randn(8)  # below eps: official divisor is the clamp
     x.requires_grad_(True)
     out = norm(x)
-    nchw = x.detach().permute(0, 2, 1).unsqueeze(-1)
-    expected = ref.l2_norm(nchw, norm.weight.detach()).squeeze(-1).permute(0, 2, 1)
-    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(out, ref.l2_norm(x.detach(), norm.weight.detach()))
     (out * torch.randn_like(out)).sum().backward()
     assert torch.isfinite(x.grad).all()
-    assert x.grad[0, 0].abs().sum() > 0
-    assert torch.all(x.grad[1] == 0) and torch.all(x.grad[0, 1:] == 0)
+    assert x.grad[0, :, 0].abs().sum() > 0
+    assert torch.all(x.grad[1] == 0) and torch.all(x.grad[0, :, 1:] == 0)

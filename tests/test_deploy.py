@@ -9,8 +9,8 @@ import mmparc  # noqa: F401
 import reference_official as ref
 from mmparc.convert import convert_official
 from mmparc.models import L2LayerNorm, OversizedConv2d, ParCNetV2
-from mmparc.models.deploy import (DeployedMixerConv, L2Normalize, deploy_model, merge_pays,
-                                  stage_map_sizes)
+from mmparc.models.deploy import deploy_model
+from mmparc.models.parcnetv2 import ParCV2Mixer, merge_pays
 
 ATOL = 1e-4
 
@@ -44,7 +44,7 @@ def assert_deploy_parity(model: ParCNetV2, size, merge='auto', batch: int = 2) -
 
 
 def merged_flags(model: ParCNetV2):
-    return [stage[0].token_mixer.spatial.merged for stage in model.stages]
+    return [stage[0].token_mixer.merged is not None for stage in model.stages]
 
 
 # ------------------------------------------------------------------ parity
@@ -88,15 +88,23 @@ def test_deployed_classifier_logits_unchanged():
     assert (got - expected).abs().max().item() <= ATOL
 
 
-def test_merged_kernel_equals_three_convolutions():
+@pytest.mark.parametrize('kernel_mode', ['fixed', 'global'])
+def test_merged_kernel_equals_three_convolutions(kernel_mode):
     torch.manual_seed(1)
-    kernel_h, kernel_w, local = torch.randn(5, 13), torch.randn(5, 9), torch.randn(5, 1, 7, 7)
+    mixer = ParCV2Mixer(5, 13, kernel_mode, 'auto').eval()
+    for p in mixer.parameters():
+        torch.nn.init.normal_(p, std=0.3)
     x = torch.randn(2, 5, 6, 4)
-    separable = DeployedMixerConv(kernel_h, kernel_w, local, (6, 4), merge=False)
-    merged = DeployedMixerConv(kernel_h, kernel_w, local, (6, 4), merge=True)
-    # 13 taps crop to 2*6-1 = 11 on a 6-row map, 9 and 7 to 7 on 4 columns.
-    assert merged.weight.shape == (5, 1, 11, 7)
-    torch.testing.assert_close(merged(x), separable(x), atol=1e-5, rtol=1e-5)
+    separable, merged = copy.deepcopy(mixer), copy.deepcopy(mixer)
+    with torch.no_grad():
+        expected = mixer(x)
+        separable.switch_to_deploy((6, 4), False, torch.ones(5))
+        merged.switch_to_deploy((6, 4), True, torch.ones(5))
+        # fixed: 13 taps crop to 2*6-1 = 11 on a 6-row map, 13 and 7 to 7 on 4 columns.
+        assert merged.merged.weight.shape == (5, 1, 11, 7)
+        assert separable.merged is None and not hasattr(merged, 'dwconv1')
+        torch.testing.assert_close(merged(x), expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(separable(x), expected, atol=1e-5, rtol=1e-5)
 
 
 # -------------------------------------------------------------- cost model
@@ -116,17 +124,22 @@ def test_stage_map_sizes_follow_the_network():
     for size in [(128, 128), (97, 131), (64, 95)]:
         with torch.no_grad():
             outs = model(torch.zeros(1, 3, *size))
-        assert stage_map_sizes(model, size) == [tuple(o.shape[2:]) for o in outs]
+        assert model.stage_sizes(size) == [tuple(o.shape[2:]) for o in outs]
 
 
 # ------------------------------------------------------------ what changed
 def test_deployed_structure():
     model = random_backbone('xt', 'global', dense=True).switch_to_deploy((128, 128))
     types = [type(m) for m in model.modules()]
-    assert OversizedConv2d not in types and DropPath not in types
-    assert L2LayerNorm not in types
+    assert DropPath not in types
+    # Oversized kernels resolved for each stage's map: 2h-1 x 2w-1 taps, fixed.
+    convs = [m for m in model.modules() if isinstance(m, OversizedConv2d)]
+    assert len(convs) == sum(model.depths) - model.depths[-1]  # last stage (4x4) merged
+    for conv in convs:
+        assert conv.kernel_mode == 'fixed' and conv.deploy_size is not None
+        assert conv.conv_h.weight.shape[2] == 2 * conv.deploy_size[0] - 1
     # Only the stem's post_norm and the four output norms keep a scale.
-    norms = {name: m for name, m in model.named_modules() if isinstance(m, L2Normalize)}
+    norms = {name: m for name, m in model.named_modules() if isinstance(m, L2LayerNorm)}
     assert len(norms) == 1 + 3 + 2 * sum(model.depths) + 4
     scaled = [name for name, m in norms.items() if m.weight is not None]
     assert sorted(scaled) == ['downsample_layers.0.post_norm', 'norm0', 'norm1', 'norm2',
@@ -146,8 +159,11 @@ def test_train_after_deploy_raises_eval_works():
 
 def test_deployed_model_refuses_other_sizes():
     model = ParCNetV2('xt').switch_to_deploy((64, 64))
-    with pytest.raises(ValueError, match='deployed for 16x16'), torch.no_grad():
+    with pytest.raises(ValueError, match='deployed for 64x64 inputs, got 96x64'), \
+            torch.no_grad():
         model(torch.zeros(1, 3, 96, 64))
+    with pytest.raises(ValueError, match='deployed for 8x8 maps, got 24x16'), torch.no_grad():
+        model.stages[1][0].token_mixer.dwconv1(torch.zeros(1, 96, 24, 16))
 
 
 @pytest.mark.parametrize('size,merge,error', [

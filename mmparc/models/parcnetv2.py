@@ -380,6 +380,11 @@ class ParCNetV2(BaseModule):
         if x.shape[1] != self.in_channels:
             raise ValueError(f'ParCNetV2 was built for {self.in_channels} input channels, '
                              f'got {x.shape[1]} (input shape {tuple(x.shape)})')
+        if (self.deploy_input_size is not None and not torch.jit.is_tracing()
+                and tuple(x.shape[2:]) != self.deploy_input_size):
+            raise ValueError('this ParCNetV2 was deployed for {}x{} inputs, got {}x{}; call '
+                             'switch_to_deploy on a fresh model for another input size'.format(
+                                 *self.deploy_input_size, *x.shape[2:]))
         if min(x.shape[2:]) < self.stride:
             raise ValueError(f'input {tuple(x.shape[2:])} is smaller than the network '
                              f'stride {self.stride}; pad or resize images to at least '

@@ -8,7 +8,7 @@ fast path is not valid (see :mod:`.dispatch`).  The model's layers
 """
 from .depthwise_conv import depthwise_conv2d, depthwise_conv2d_reference
 from .dispatch import is_recording, reference_ops
-from .gated_projection import gated_projection, gated_projection_reference
+from .gating import gated_projection, gated_projection_reference
 from .l2_norm import l2_layer_norm, l2_layer_norm_reference
 from .oversized_conv import (crop_kernel, oversized_conv2d, oversized_conv2d_reference,
                              resample_kernel)

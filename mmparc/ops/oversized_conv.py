@@ -73,6 +73,8 @@ def crop_kernel(kernel: torch.Tensor, size: int, dim: int = -1) -> torch.Tensor:
     if length % 2 == 0:
         raise ValueError(f'kernels must have odd length to be centred, got {length}')
     keep = min(length, 2 * size - 1)
+    if keep == length:
+        return kernel
     return kernel.narrow(dim, (length - keep) // 2, keep)
 
 

@@ -32,6 +32,7 @@ class GatedProjection(nn.Module):
         self.gate_act = gate_act
         shape = (out_channels, in_channels) if linear_weight else (out_channels, in_channels, 1, 1)
         self.weight = nn.Parameter(torch.empty(shape))
+        self.register_parameter('bias', None)  # bias-free, as nn.Linear(bias=False)
         nn.init.kaiming_uniform_(self.weight.view(out_channels, in_channels), a=5**0.5)
 
     def forward(self, value: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:

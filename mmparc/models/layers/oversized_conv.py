@@ -69,9 +69,9 @@ class OversizedConv2d(nn.Module):
         height, width = x.shape[2:]
         if (self.deploy_size is not None and not torch.jit.is_tracing()
                 and (height, width) != self.deploy_size):
-            raise ValueError(f'this layer was deployed for {self.deploy_size} maps, got '
-                             f'{(height, width)}; call switch_to_deploy on a fresh model for '
-                             'another input size')
+            raise ValueError(f'this layer was deployed for {_hw(self.deploy_size)} maps, got '
+                             f'{_hw((height, width))}; call switch_to_deploy on a fresh model '
+                             'for another input size')
         return oversized_conv2d(x, *self.kernels(height, width), self.conv_impl)
 
     @torch.no_grad()
@@ -113,3 +113,7 @@ def _depthwise_conv(weight: torch.Tensor) -> nn.Conv2d:
                      groups=weight.shape[0], bias=False)
     conv.weight = nn.Parameter(weight.detach().clone().contiguous(), requires_grad=False)
     return conv
+
+
+def _hw(size: Tuple[int, int]) -> str:
+    return f'{size[0]}x{size[1]}'

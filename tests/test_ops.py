@@ -1,0 +1,319 @@
+"""Every fast op in mmparc.ops against its reference formula, forward and gradients.
+
+Each case runs on inputs that really take the fast path and asserts that it
+did (the autograd Function or fused kernel ran, the reference did not); the
+fallbacks are asserted the same way.  The references are also checked
+against independent formulas (full-length kernels, conv2d).
+"""
+import contextlib
+from typing import Callable, Iterator, List
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmparc.ops import (depthwise_conv2d, depthwise_conv2d_reference, gated_projection,
+                        gated_projection_reference, l2_layer_norm, l2_layer_norm_reference,
+                        oversized_conv2d, oversized_conv2d_reference, pointwise_conv2d,
+                        pointwise_conv2d_reference, reference_ops, strided_conv2d,
+                        strided_conv2d_reference)
+from mmparc.ops import depthwise_conv as depthwise_module
+from mmparc.ops import gating as gated_module
+from mmparc.ops import l2_norm as l2_module
+from mmparc.ops import oversized_conv as oversized_module
+from mmparc.ops import strided_conv as strided_module
+from mmparc.ops.oversized_conv import TOEPLITZ_MIN_SIZE, crop_kernel, toeplitz, use_toeplitz
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.float() - b.float()).abs().max().item()
+
+
+def assert_close_scaled(ours, expected, rtol: float = 1e-5, atol: float = 1e-6) -> None:
+    """Each pair within ``atol + rtol * max|expected|`` (float rounding of large sums)."""
+    for a, b in zip(ours, expected):
+        assert a is not None and b is not None
+        assert a.shape == b.shape
+        assert max_diff(a, b) <= atol + rtol * b.abs().max().item(), (max_diff(a, b),
+                                                                        b.abs().max().item())
+
+
+def layout(x: torch.Tensor, name: str) -> torch.Tensor:
+    if name == 'channels_last':
+        return x.contiguous(memory_format=torch.channels_last)
+    if name == 'channel_major':  # how the mixer stores its maps
+        return x.transpose(0, 1).contiguous().transpose(0, 1)
+    return x.contiguous()
+
+
+def leaves(*tensors: torch.Tensor) -> List[torch.Tensor]:
+    return [t.detach().clone().requires_grad_(True) for t in tensors]
+
+
+def forward_and_grads(fn: Callable, inputs: List[torch.Tensor], seed: int = 0):
+    out = fn(*inputs)
+    grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed))
+    return out, torch.autograd.grad(out, inputs, grad)
+
+
+@contextlib.contextmanager
+def counting(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> Iterator[List[int]]:
+    """Count calls of ``owner.name`` (a function or an autograd Function's ``apply``)."""
+    calls: List[int] = []
+    original = getattr(owner, name)
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, spy)
+    yield calls
+
+
+# ---------------------------------------------------------------- L2 norm
+def test_l2_norm_fused_path_matches_reference(monkeypatch):
+    x = torch.randn(4, 5, 64) * 3 + 2
+    weight, bias = torch.randn(64) + 4, torch.randn(64)
+    for b in (None, bias):
+        inputs = leaves(x, weight) + ([] if b is None else leaves(b))
+        with counting(monkeypatch, l2_module, 'l2_layer_norm_reference') as fallbacks:
+            out, grads = forward_and_grads(
+                lambda x, w, *b: l2_layer_norm(x, w, b[0] if b else None, 1e-6), inputs)
+        assert not fallbacks, 'the fused path did not run'
+        ref_inputs = leaves(*inputs)
+        expected, ref_grads = forward_and_grads(
+            lambda x, w, *b: l2_layer_norm_reference(x, w, b[0] if b else None, 1e-6), ref_inputs)
+        assert_close_scaled([out], [expected])
+        assert_close_scaled(grads, ref_grads, rtol=1e-4)
+
+
+def test_l2_norm_reference_is_the_official_formula():
+    x, weight = torch.randn(3, 7, 32), torch.randn(32)
+    centred = x - x.mean(-1, keepdim=True)
+    official = centred / centred.norm(dim=-1, keepdim=True).clamp_min(1e-6) * weight
+    torch.testing.assert_close(l2_layer_norm_reference(x, weight, None, 1e-6), official)
+
+
+@pytest.mark.parametrize('case', ['constant_row', 'below_eps', 'huge'])
+def test_l2_norm_falls_back_where_fusion_is_not_exact(monkeypatch, case):
+    x = torch.randn(2, 3, 64) * 3 + 2
+    if case == 'constant_row':  # zero centred vector: the clamp decides
+        x[0, 0] = 1.5
+    elif case == 'below_eps':
+        x[0, 1] = 1.5 + torch.randn(64) * 1e-9
+    else:  # variance overflows float32 inside the fused kernel
+        x = x * 1e20
+    weight = torch.randn(64) + 4
+    with counting(monkeypatch, l2_module, 'l2_layer_norm_reference') as fallbacks:
+        out, grads = forward_and_grads(lambda x, w: l2_layer_norm(x, w, None, 1e-6),
+                                       leaves(x, weight))
+    assert fallbacks, 'expected the reference formula for this input'
+    expected, ref_grads = forward_and_grads(
+        lambda x, w: l2_layer_norm_reference(x, w, None, 1e-6), leaves(x, weight))
+    assert torch.isfinite(out).all() and torch.isfinite(expected).all()
+    assert_close_scaled([out], [expected])
+    assert_close_scaled(grads, ref_grads, rtol=1e-4)
+
+
+def test_l2_norm_rows_below_eps_are_constant_in_backward():
+    x = torch.full((1, 8), 2.0, requires_grad=True)
+    l2_layer_norm_reference(x, torch.ones(8), None, 1e-6).sum().backward()
+    assert (x.grad == 0).all()
+
+
+# ------------------------------------------------------- depthwise conv
+@pytest.mark.parametrize('memory', ['contiguous', 'channels_last', 'channel_major'])
+@pytest.mark.parametrize('batch', [1, 3])
+@pytest.mark.parametrize('kernel', [(7, 7), (1, 13), (13, 1)])
+def test_depthwise_conv_fast_backward(monkeypatch, memory, batch, kernel):
+    x = layout(torch.randn(batch, 6, 9, 14), memory)
+    weight = torch.randn(6, 1, *kernel) * 0.1
+    with counting(monkeypatch, depthwise_module._DepthwiseConv2d, 'apply') as fast:
+        out, grads = forward_and_grads(depthwise_conv2d, leaves(x, weight))
+    assert fast, 'the fast backward did not run'
+    expected, ref_grads = forward_and_grads(depthwise_conv2d_reference, leaves(x, weight))
+    independent = F.conv2d(x, weight, padding=(kernel[0] // 2, kernel[1] // 2), groups=6)
+    assert_close_scaled([out, expected], [expected, independent])
+    assert_close_scaled(grads, ref_grads)
+    if memory != 'contiguous' and batch > 1:  # the storage order is kept
+        assert out.stride() == x.stride()
+    with torch.no_grad():
+        assert_close_scaled([depthwise_conv2d(x, weight)], [expected])
+
+
+def test_depthwise_conv_rejects_even_kernels():
+    with pytest.raises(ValueError, match='odd'):
+        depthwise_conv2d(torch.randn(1, 2, 5, 5), torch.randn(2, 1, 4, 3))
+
+
+# --------------------------------------------------------- strided conv
+@pytest.mark.parametrize('geometry', [(7, 4, 2), (3, 2, 1)])
+def test_strided_conv_fast_weight_gradient(monkeypatch, geometry):
+    kernel, stride, padding = geometry
+    x = torch.randn(2, 5, 23, 30).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(8, 5, kernel, kernel).contiguous(memory_format=torch.channels_last)
+    bias = torch.randn(8)
+    fn = (lambda f: lambda x, w, b: f(x, w, b, (stride, stride), (padding, padding)))
+    with counting(monkeypatch, strided_module._StridedConv2d, 'apply') as fast:
+        out, grads = forward_and_grads(fn(strided_conv2d), leaves(x, weight, bias))
+    assert fast
+    expected, ref_grads = forward_and_grads(fn(strided_conv2d_reference), leaves(x, weight, bias))
+    assert_close_scaled([out], [expected])
+    assert_close_scaled(grads, ref_grads)
+
+
+# ------------------------------------------------------- pointwise conv
+@pytest.mark.parametrize('memory', ['contiguous', 'channels_last'])
+@pytest.mark.parametrize('weight_dims', [2, 4])
+def test_pointwise_conv_writes_channel_major(memory, weight_dims):
+    x = layout(torch.randn(3, 6, 5, 7), memory)
+    weight = torch.randn(10, 6, *[1] * (weight_dims - 2))
+    bias = torch.randn(10)
+    out, grads = forward_and_grads(pointwise_conv2d, leaves(x, weight, bias))
+    assert out.transpose(0, 1).is_contiguous()  # (C, N, H, W) storage
+    expected, ref_grads = forward_and_grads(pointwise_conv2d_reference, leaves(x, weight, bias))
+    assert_close_scaled([out], [expected])
+    assert_close_scaled(grads, ref_grads)
+    with reference_ops():
+        assert not pointwise_conv2d(x, weight, bias).transpose(0, 1).is_contiguous()  # reference
+
+
+# ----------------------------------------------------- gated projection
+@pytest.mark.parametrize('gelu', [False, True])
+@pytest.mark.parametrize('memory', ['channel_major', 'contiguous'])
+def test_gated_projection_recomputes_and_matches(monkeypatch, gelu, memory):
+    value = layout(torch.randn(2, 6, 5, 7), memory)
+    gate = layout(torch.randn(2, 6, 5, 7), memory)
+    weight = torch.randn(4, 6, 1, 1)
+    fn = (lambda f: lambda v, g, w: f(v, g, w, gelu))
+    with counting(monkeypatch, gated_module._GatedProjection, 'apply') as fast:
+        out, grads = forward_and_grads(fn(gated_projection), leaves(value, gate, weight))
+    assert fast
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    expected, ref_grads = forward_and_grads(fn(gated_projection_reference),
+                                            leaves(value, gate, weight))
+    independent = F.conv2d(value * (F.gelu(gate) if gelu else gate), weight)
+    assert_close_scaled([out, expected], [expected, independent])
+    assert_close_scaled(grads, ref_grads)
+    with torch.no_grad():
+        assert_close_scaled([gated_projection(value, gate, weight, gelu)], [expected])
+
+
+# -------------------------------------------------------- oversized conv
+def full_length(x: torch.Tensor, kernel_h: torch.Tensor, kernel_w: torch.Tensor) -> torch.Tensor:
+    """Independent formula: conv2d with the whole (uncropped) 1-D kernels."""
+    channels = x.shape[1]
+    x = F.conv2d(x, kernel_h[:, None, :, None], padding=(kernel_h.shape[1] // 2, 0),
+                 groups=channels)
+    return F.conv2d(x, kernel_w[:, None, None, :], padding=(0, kernel_w.shape[1] // 2),
+                    groups=channels)
+
+
+@pytest.mark.parametrize('impl', ['auto', 'direct', 'toeplitz'])
+@pytest.mark.parametrize('size', [(7, 7), (14, 9), (33, 20), (56, 56), (8, 12), (1, 5), (6, 130)])
+@pytest.mark.parametrize('memory', ['contiguous', 'channels_last', 'channel_major'])
+@pytest.mark.parametrize('batch', [1, 3])
+def test_oversized_conv_matches_reference(monkeypatch, impl, size, memory, batch):
+    height, width = size
+    x = layout(torch.randn(batch, 6, height, width), memory)
+    kernel_h, kernel_w = torch.randn(6, 27) * 0.1, torch.randn(6, 2 * width + 5) * 0.1
+    gemm = (use_toeplitz(height, crop_kernel(kernel_h, height).shape[1], impl)
+            or use_toeplitz(width, crop_kernel(kernel_w, width).shape[1], impl))
+    fn = (lambda f: lambda x, h, w: f(x, h, w, impl))
+    with counting(monkeypatch, oversized_module._ToeplitzPass, 'apply') as toeplitz_calls:
+        out, grads = forward_and_grads(fn(oversized_conv2d), leaves(x, kernel_h, kernel_w))
+    assert bool(toeplitz_calls) == gemm
+    assert out.stride() == x.stride() or out.is_contiguous(memory_format=(
+        torch.channels_last if memory == 'channels_last' else torch.contiguous_format))
+    expected, ref_grads = forward_and_grads(oversized_conv2d_reference,
+                                            leaves(x, kernel_h, kernel_w))
+    assert_close_scaled([out, expected], [expected, full_length(x, kernel_h, kernel_w)])
+    assert_close_scaled(grads, ref_grads, rtol=1e-4)
+    with torch.no_grad():
+        assert_close_scaled([fn(oversized_conv2d)(x, kernel_h, kernel_w)], [expected])
+
+
+def test_toeplitz_matrix_is_the_convolution():
+    kernel = torch.randn(3, 9)
+    for size in (1, 4, 5, 12):
+        matrix = toeplitz(kernel, size)
+        x = torch.randn(3, size, 2)
+        expected = F.conv1d(x.transpose(1, 2).reshape(1, 6, size), kernel.repeat_interleave(2, 0)
+                            [:, None], padding=4, groups=6).view(3, 2, size).transpose(1, 2)
+        torch.testing.assert_close(torch.bmm(matrix, x), expected)
+
+
+def test_auto_rule():
+    assert use_toeplitz(56, 111, 'auto') and use_toeplitz(200, 111, 'auto')
+    assert use_toeplitz(TOEPLITZ_MIN_SIZE - 1, 13, 'auto')  # zero-padded to 8
+    assert not use_toeplitz(512, 13, 'auto')  # dense matrix 40x the kernel
+    assert use_toeplitz(5, 9, 'toeplitz') and not use_toeplitz(56, 111, 'direct')
+    with pytest.raises(ValueError, match='impl'):
+        use_toeplitz(5, 9, 'fft')
+
+
+def test_crop_keeps_the_taps_that_meet_data():
+    kernel = torch.arange(11.).view(1, 11)
+    assert crop_kernel(kernel, 3).tolist() == [[3., 4., 5., 6., 7.]]
+    assert crop_kernel(kernel, 20) is kernel
+    with pytest.raises(ValueError, match='odd'):
+        crop_kernel(torch.randn(1, 4), 3)
+
+
+# ------------------------------------------------- switch and recording
+def test_reference_switch_runs_every_reference(monkeypatch):
+    x = torch.randn(2, 6, 9, 14, requires_grad=True)
+    with counting(monkeypatch, oversized_module._ToeplitzPass, 'apply') as gemm, \
+            counting(monkeypatch, depthwise_module._DepthwiseConv2d, 'apply') as dw, \
+            counting(monkeypatch, l2_module, 'l2_layer_norm_reference') as norm_ref:
+        with reference_ops():
+            oversized_conv2d(x, torch.randn(6, 17), torch.randn(6, 27), 'toeplitz')
+            depthwise_conv2d(x, torch.randn(6, 1, 7, 7))
+            l2_layer_norm(x.permute(0, 2, 3, 1), torch.ones(6), None, 1e-6)
+        assert not gemm and not dw and norm_ref
+        oversized_conv2d(x, torch.randn(6, 17), torch.randn(6, 27), 'toeplitz')
+        assert gemm
+
+
+def test_tracing_records_standard_operators_only():
+    """What jit tracing (ONNX export, mmengine's FLOP counter) sees: no custom Function."""
+
+    def ops(x, kh, kw, w, weight1x1):
+        y = oversized_conv2d(x, kh, kw, 'toeplitz') + depthwise_conv2d(x, w)
+        y = gated_projection(pointwise_conv2d(y, weight1x1, None), y, weight1x1, True)
+        return l2_layer_norm(y.permute(0, 2, 3, 1), None, None, 1e-6)
+
+    args = (torch.randn(1, 6, 9, 14, requires_grad=True), torch.randn(6, 17), torch.randn(6, 27),
+            torch.randn(6, 1, 7, 7), torch.randn(6, 6, 1, 1))
+    graph = torch.jit.trace(ops, args, check_trace=False).graph
+    kinds = {node.kind() for node in graph.nodes()}
+    assert 'prim::PythonOp' not in kinds
+    assert 'aten::_convolution' in kinds and 'aten::bmm' not in kinds
+
+
+# ------------------------------------------------------------ autocast
+def test_autocast_bf16_cpu_oversized_conv():
+    x = torch.randn(2, 4, 16, 16, requires_grad=True)
+    kernel_h, kernel_w = torch.randn(4, 31, requires_grad=True), torch.randn(4, 31)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = oversized_conv2d(x, kernel_h, kernel_w)
+    expected = oversized_conv2d_reference(x.detach(), kernel_h.detach(), kernel_w)
+    assert max_diff(out, expected) < 0.05 * expected.abs().max()
+    out.float().sum().backward()
+    assert x.grad.dtype == torch.float32 and kernel_h.grad.dtype == torch.float32
+
+
+# ----------------------------------------------------------------- CUDA
+@CUDA
+@pytest.mark.parametrize('impl', ['auto', 'toeplitz'])
+def test_cuda_oversized_conv_forward_and_gradients(impl):
+    x = torch.randn(2, 6, 33, 20, device='cuda')
+    kernel_h, kernel_w = torch.randn(6, 27, device='cuda'), torch.randn(6, 39, device='cuda')
+    out, grads = forward_and_grads(lambda *a: oversized_conv2d(*a, impl),
+                                   leaves(x, kernel_h, kernel_w))
+    expected, ref_grads = forward_and_grads(oversized_conv2d_reference,
+                                            leaves(x.cpu(), kernel_h.cpu(), kernel_w.cpu()))
+    assert_close_scaled([out.cpu()], [expected], rtol=1e-4)
+    assert_close_scaled([g.cpu() for g in grads], ref_grads, rtol=1e-4)
