@@ -33,6 +33,9 @@ except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import mmparc  # noqa: F401
 
+from mmparc.checkpoint import check_fits, load_checkpoint_file, shapes_of, state_dict_of  # noqa: E402
+from mmparc.cli import ToolError, run_tool, staged_output_dir  # noqa: E402
+
 TASKS = ('det', 'seg')
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
@@ -64,6 +67,18 @@ def expand_images(paths: Sequence[str]) -> List[str]:
     return images
 
 
+def check_images(images: Sequence[str]) -> None:
+    """Refuse, before any work, a file that does not decode as an image."""
+    import mmcv
+    for image in images:
+        try:
+            decoded = mmcv.imfrombytes(Path(image).read_bytes())
+        except Exception as err:  # noqa: BLE001  (any decoder failure: not an image)
+            raise ToolError(f'{image}: not a readable image ({type(err).__name__})') from None
+        if decoded is None or decoded.size == 0:
+            raise ToolError(f'{image}: not a readable image')
+
+
 def infer(images: Sequence[str], config: str, checkpoint: str, out_dir: str,
           task: Optional[str] = None, device: str = 'cpu', score_thr: float = 0.3,
           opacity: float = 0.6) -> Path:
@@ -78,31 +93,49 @@ def infer(images: Sequence[str], config: str, checkpoint: str, out_dir: str,
         device: ``'cpu'``, ``'cuda'``, ...
         score_thr: Detection: draw instances scoring at least this.
         opacity: Segmentation: overlay opacity.
+
+    Everything is checked before the first prediction (the images decode,
+    the checkpoint loads and fits the config's model exactly), and the
+    outputs move into ``out_dir`` only once every image is done.
+
+    Raises:
+        ToolError, CheckpointError, FileNotFoundError: bad input, with a
+            one-line message naming the file.
     """
     from mmengine.config import Config
+    if not Path(config).is_file():
+        raise ToolError(f'{config}: config file not found')
     cfg = Config.fromfile(config)
     task = task or task_of(cfg)
     if task not in TASKS:
         raise ValueError(f'task must be one of {TASKS}, got {task!r}')
+    check_images(images)
+    state = state_dict_of(load_checkpoint_file(checkpoint), checkpoint)
     if task == 'det':
         from mmdet.apis import DetInferencer
         inferencer = DetInferencer(model=cfg, weights=checkpoint, device=device,
                                    show_progress=False)
-        inferencer(list(images), out_dir=out_dir, pred_score_thr=score_thr,
-                   no_save_pred=False)
     else:
         from mmseg.apis import MMSegInferencer
         inferencer = MMSegInferencer(model=cfg, weights=checkpoint, device=device)
-        inferencer(list(images), out_dir=out_dir, img_out_dir='vis', pred_out_dir='pred',
-                   opacity=opacity)
-        # mmseg numbers its label maps (00000000_pred.png, ...) in input
-        # order; name them after their images so they can be found again.
-        pred_dir = Path(out_dir) / 'pred'
-        for index, image in enumerate(images):
-            numbered = pred_dir / f'{index:08d}_pred.png'
-            if not numbered.is_file():
-                raise FileNotFoundError(f'mmseg wrote no prediction {numbered} for {image}')
-            numbered.replace(pred_dir / f'{Path(image).stem}.png')
+    # The inferencers load whatever keys match and leave the rest random;
+    # predictions from such a model are noise, so refuse the checkpoint.
+    check_fits(shapes_of(inferencer.model), state, checkpoint, f'the model of {config}')
+    with staged_output_dir(out_dir) as stage:
+        if task == 'det':
+            inferencer(list(images), out_dir=str(stage), pred_score_thr=score_thr,
+                       no_save_pred=False)
+        else:
+            inferencer(list(images), out_dir=str(stage), img_out_dir='vis',
+                       pred_out_dir='pred', opacity=opacity)
+            # mmseg numbers its label maps (00000000_pred.png, ...) in input
+            # order; name them after their images so they can be found again.
+            pred_dir = stage / 'pred'
+            for index, image in enumerate(images):
+                numbered = pred_dir / f'{index:08d}_pred.png'
+                if not numbered.is_file():
+                    raise FileNotFoundError(f'mmseg wrote no prediction {numbered} for {image}')
+                numbered.replace(pred_dir / f'{Path(image).stem}.png')
     return Path(out_dir) / 'vis'
 
 
@@ -133,4 +166,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_tool(main)

@@ -18,6 +18,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from mmparc.analysis import complexity
+from mmparc.cli import run_tool
 
 DEFAULT_SHAPES = {'mmpretrain': (224, 224), 'mmseg': (512, 2048), 'mmdet': (800, 1280)}
 
@@ -77,4 +78,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -22,7 +22,9 @@ handles the fixed-size, dynamic-batch graph exactly and is used here.
 """
 import argparse
 import importlib
+import math
 import os
+import re
 import sys
 import time
 import warnings
@@ -35,7 +37,9 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-import mmparc  # noqa: F401  (registers ParCNetV2, allow-lists checkpoint classes)
+import mmparc  # noqa: F401  (registers ParCNetV2, routes checkpoint loading)
+from mmparc.checkpoint import check_fits, load_checkpoint_file, shapes_of, state_dict_of
+from mmparc.cli import ToolError, atomic_output_file, check_output_file, run_tool
 from mmparc.models import ParCNetV2
 from mmparc.models.deploy import deploy_model
 
@@ -81,7 +85,6 @@ def build(config: str, checkpoint: Optional[str] = None, backbone: bool = False,
     cfg = Config.fromfile(config)
     init_default_scope(cfg.get('default_scope', 'mmengine'))
     from mmengine.registry import MODELS
-    from mmengine.runner import load_checkpoint
     backbone_cfg = cfg.model.get('backbone', {})
     backbone_cfg.pop('init_cfg', None)  # no download; weights come from --checkpoint
     if kernel_mode is not None:
@@ -89,24 +92,43 @@ def build(config: str, checkpoint: Optional[str] = None, backbone: bool = False,
     if backbone:
         backbone_cfg.update(out_indices=(0, 1, 2, 3), gap_before_final_norm=False)
         model = MODELS.build(backbone_cfg)
-        revise = [(r'^module\.', ''), (r'^backbone\.', '')]
     else:
         from mmpretrain.models import ImageClassifier
         model = MODELS.build(cfg.model)
         if not isinstance(model, ImageClassifier):
             raise ValueError(f'{config} builds a {type(model).__name__}; only classifiers '
                              'export whole, use --backbone for the backbone of other models')
-        revise = [(r'^module\.', '')]
     if not any(isinstance(m, ParCNetV2) for m in model.modules()):
         raise ValueError(f'{config} has no ParCNetV2 backbone')
     if checkpoint is None:
         warnings.warn('no --checkpoint given: exporting randomly initialised weights')
     else:
-        # A classifier/detector checkpoint holds more than the backbone
-        # (head, neck): only the backbone needs all its keys.
-        load_checkpoint(model, checkpoint, map_location='cpu', strict=not backbone,
-                        revise_keys=revise)
+        load_weights(model, checkpoint, config, backbone)
     return model.eval()
+
+
+def load_weights(model: nn.Module, checkpoint: str, config: str, backbone: bool) -> None:
+    """Load ``checkpoint`` into ``model``, refusing one that does not fit it.
+
+    A classifier checkpoint must match the classifier exactly.  For
+    ``--backbone`` a classifier/detector checkpoint holds more (head, neck)
+    and its ``backbone.*`` part is taken; the per-output norms may be absent
+    (a classifier checkpoint has only the final one).
+    """
+    state = state_dict_of(load_checkpoint_file(checkpoint), checkpoint)
+    if backbone:
+        if any(k.startswith('backbone.') for k in state):
+            state = {k[len('backbone.'):]: v for k, v in state.items()
+                     if k.startswith('backbone.')}
+        check_fits(shapes_of(model), state, checkpoint, f'the ParCNetV2 backbone of {config}',
+                   optional=lambda key: re.match(r'^norm\d+\.', key) is not None,
+                   allow_unexpected=True)
+        expected = model.state_dict()
+        model.load_state_dict({k: v for k, v in state.items()
+                               if k in expected and v.shape == expected[k].shape}, strict=False)
+    else:
+        check_fits(shapes_of(model), state, checkpoint, f'the classifier of {config}')
+        model.load_state_dict(state, strict=True)
 
 
 def output_names(model: nn.Module) -> List[str]:
@@ -198,34 +220,63 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse impossible arguments and unusable paths before any work."""
+    height, width = args.shape
+    if height <= 0 or width <= 0:
+        raise ToolError(f'--shape {height} {width}: height and width must be positive')
+    if not math.isfinite(args.atol) or args.atol < 0:
+        raise ToolError(f'--atol {args.atol}: must be a non-negative number')
+    if not os.path.isfile(args.config):
+        raise ToolError(f'{args.config}: config file not found')
+    if args.checkpoint is not None and not os.path.isfile(args.checkpoint):
+        raise ToolError(f'{args.checkpoint}: checkpoint file not found')
+    check_output_file(args.out)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
+    """Export and check; ``args.out`` appears only if both succeed.
+
+    Raises:
+        SystemExit: a missing package or a check beyond ``--atol`` (``error: ...``).
+        ToolError, CheckpointError, ...: bad input (one line under :func:`run_tool`).
+    """
     args = parse_args(argv)
+    check_args(args)
     try:
         require('onnx')
         if not args.skip_check:
             require('onnxruntime')
-        model = build(args.config, args.checkpoint, args.backbone, args.kernel_mode)
-        shape = (args.shape[0], args.shape[1])
-        # The reference is the model as built, before re-parameterisation,
-        # on a batch of two (the graph is exported with one).
-        x = sample_input(shape)
-        expected = [] if args.skip_check else torch_outputs(model, x)
+    except MissingDependency as err:
+        raise SystemExit(f'error: {err}')
+    model = build(args.config, args.checkpoint, args.backbone, args.kernel_mode)
+    shape = (args.shape[0], args.shape[1])
+    # The reference is the model as built, before re-parameterisation,
+    # on a batch of two (the graph is exported with one).
+    x = sample_input(shape)
+    expected = [] if args.skip_check else torch_outputs(model, x)
+    with atomic_output_file(args.out) as tmp:
         start = time.perf_counter()
-        export(model, shape, args.out, args.opset, args.merge)
-        print(f'wrote {args.out} ({os.path.getsize(args.out) / 2**20:.1f} MiB, opset '
+        export(model, shape, str(tmp), args.opset, args.merge)
+        print(f'exported {args.out} ({os.path.getsize(tmp) / 2**20:.1f} MiB, opset '
               f'{args.opset}, input 1x3x{shape[0]}x{shape[1]} with dynamic batch) in '
               f'{time.perf_counter() - start:.1f} s')
         if args.skip_check:
             return {}
-        diffs = compare(args.out, x, expected)
-    except MissingDependency as err:
-        raise SystemExit(f'error: {err}')
-    report = ', '.join(f'{name} {diff:.2e}' for name, diff in diffs.items())
-    print(f'onnxruntime vs PyTorch (before re-parameterisation), batch 2, max |diff|: {report}')
-    if max(diffs.values()) > args.atol:
-        raise SystemExit(f'error: onnxruntime differs from PyTorch by more than {args.atol}')
+        diffs = compare(str(tmp), x, expected)
+        report = ', '.join(f'{name} {diff:.2e}' for name, diff in diffs.items())
+        print(f'onnxruntime vs PyTorch (before re-parameterisation), batch 2, max |diff|: '
+              f'{report}')
+        if max(diffs.values()) > args.atol:
+            raise SystemExit(f'error: onnxruntime differs from PyTorch by more than '
+                             f'{args.atol}; {args.out} not written')
     return diffs
 
 
-if __name__ == '__main__':
+def _cli() -> int:
     main(sys.argv[1:])
+    return 0
+
+
+if __name__ == '__main__':
+    run_tool(_cli)

@@ -11,22 +11,36 @@ Examples::
     python tools/model_converters/convert_official.py cascade_t_official.pth cascade_t.pth
 """
 import argparse
+import sys
+from typing import Optional, Sequence
 
+try:
+    import mmparc  # noqa: F401
+except ImportError:  # run from a checkout without installing
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from mmparc.cli import run_tool
 from mmparc.convert import TARGETS, convert_file
 
 
-def main() -> None:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('src', help='official checkpoint')
-    parser.add_argument('dst', help='output checkpoint')
+    parser.add_argument('dst', help='output checkpoint (written only if the conversion '
+                                    'succeeds)')
     parser.add_argument('--target', choices=TARGETS, default=None,
                         help='classifier / backbone for ImageNet checkpoints; model (default '
                              'for det/seg checkpoints) or backbone for det/seg ones')
-    args = parser.parse_args()
-    state = convert_file(args.src, args.dst, args.target)
+    parser.add_argument('--arch', choices=('xt', 't', 's', 'b'), default=None,
+                        help='ParCNetV2 arch the checkpoint must be (default: the one whose '
+                             'depths and widths it has)')
+    args = parser.parse_args(argv)
+    state = convert_file(args.src, args.dst, args.target, args.arch)
     print(f'wrote {len(state)} tensors to {args.dst}')
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)
