@@ -160,10 +160,11 @@ def add_legend(grid_file: Path, classes: Sequence[str],
 # ------------------------------------------------------------------- kernels
 def kernel_picture(checkpoint: Path, out: Path, stage: int = 1, block: int = 0) -> Path:
     """The learned oversized kernels of one backbone block."""
-    import torch
-    import mmparc  # noqa: F401  (allow-lists Runner checkpoints for weights_only)
+    import mmparc  # noqa: F401  (makes Runner checkpoints loadable with weights_only)
+    from mmengine.runner import CheckpointLoader
     from mmparc.visualization import oversized_kernels, plot_oversized_kernels
-    state = torch.load(str(checkpoint), map_location='cpu')['state_dict']
+    # mmengine's loader, as the Runner itself loads checkpoints.
+    state = CheckpointLoader.load_checkpoint(str(checkpoint), map_location='cpu')['state_dict']
     kernel_h, kernel_w = oversized_kernels(state, stage, block)
     return plot_oversized_kernels(
         kernel_h, kernel_w, out / 'oversized_kernels.png',
