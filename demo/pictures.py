@@ -160,7 +160,7 @@ def add_legend(grid_file: Path, classes: Sequence[str],
 # ------------------------------------------------------------------- kernels
 def kernel_picture(checkpoint: Path, out: Path, stage: int = 1, block: int = 0) -> Path:
     """The learned oversized kernels of one backbone block."""
-    import mmparc  # noqa: F401  (makes Runner checkpoints loadable with weights_only)
+    import mmparc  # noqa: F401  (its loader reads Runner checkpoints weights-only)
     from mmengine.runner import CheckpointLoader
     from mmparc.visualization import oversized_kernels, plot_oversized_kernels
     # mmengine's loader, as the Runner itself loads checkpoints.
