@@ -570,7 +570,7 @@ def check_fits(expected: Mapping[str, Tuple[int, ...]], state: Mapping[str, torc
                 for k in common if tuple(state[k].shape) != tuple(expected[k])]
     problems = []
     if reshaped:
-        problems.append(f'{len(reshaped)} weights of another shape ({_examples(reshaped, 2)})')
+        problems.append(f'{len(reshaped)} of another shape ({_examples(reshaped, 2)})')
     if missing:
         problems.append(f'{len(missing)} missing ({_examples(missing)})')
     if unexpected:

@@ -141,7 +141,7 @@ def match_arch(body: Mapping[str, torch.Tensor], arch: Optional[str] = None) -> 
                     and not _same_but_kernel(k, tuple(body[k].shape), expected[k], name)]
         issues = []
         if reshaped:
-            issues.append(f'{len(reshaped)} weights of another shape ({", ".join(reshaped[:2])})')
+            issues.append(f'{len(reshaped)} of another shape ({", ".join(reshaped[:2])})')
         if missing:
             issues.append(f'{len(missing)} missing ({", ".join(missing[:3])})')
         if unexpected:

@@ -11,7 +11,7 @@ marker file the payload would write does not exist; HistoryBuffer's
 class-level ``_statistics_methods`` and torch's safe globals are unchanged;
 plain ``torch.load`` still refuses numpy content while mmparc still loads a
 genuine Runner-style checkpoint.  Files that could corrupt memory each get
-their own process; the others share one.
+their own process; the others share one per group.
 """
 import copy
 import copyreg
@@ -147,10 +147,15 @@ def _break_mean() -> Any:
         hb_state(statistics_methods={'mean': stat('max')}))}}
 
 
+# Files that could corrupt memory (forged field layouts over raw bytes): one process each.
 CRASH_CASES = {
     'object field over raw bytes': (_object_field_over_bytes, "numpy dtype 'O8'"),
     'int field at an offset': (_field_at_offset, 'fields, subarrays, offsets'),
     'out-of-bounds field offset': (_out_of_bounds_offset, 'fields, subarrays, offsets'),
+}
+# Files that could change process state or smuggle objects: one process for all,
+# which then checks that the state is unchanged.
+STATE_CASES = {
     'object dtype array': (_object_array, "numpy dtype 'O8'"),
     'object array in a HistoryBuffer': (_object_scalar_in_buffer, "numpy dtype 'O8'"),
     'structured dtype': (_structured_array, "numpy dtype 'V12'"),
@@ -329,11 +334,25 @@ def check_refused(report: Dict[str, Any], path: Path, fragment: str) -> None:
 
 
 @pytest.mark.parametrize('case', sorted(CRASH_CASES))
-def test_memory_and_state_cases_refused_each_in_own_process(case, tmp_path):
+def test_memory_cases_refused_each_in_own_process(case, tmp_path):
     build, fragment = CRASH_CASES[case]
     path = tmp_path / 'crafted.pth'
     torch.save(build(), path)
     check_refused(probe([path], tmp_path), path, fragment)
+
+
+def test_state_and_dtype_cases_refused(tmp_path):
+    cases = {}
+    for i, (name, (build, fragment)) in enumerate(sorted(STATE_CASES.items())):
+        path = tmp_path / f'crafted{i}.pth'
+        torch.save(build(), path)
+        cases[name] = (path, fragment)
+    report = probe([p for p, _ in cases.values()], tmp_path)
+    for name, (path, fragment) in cases.items():
+        try:
+            check_refused(report, path, fragment)
+        except AssertionError as err:
+            raise AssertionError(f'{name}: {err}') from None
 
 
 def test_code_execution_payloads_refused(tmp_path):
@@ -390,7 +409,6 @@ print('STATS', dict(HistoryBuffer._statistics_methods) == before)
 '''
 
 
-@pytest.mark.slow
 def test_runner_resume_refuses_crafted_and_empty_checkpoints(tmp_path):
     """``--resume`` on the segfaulting file, the poisoning file and a 0-byte file."""
     paths = []
