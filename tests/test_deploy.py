@@ -8,7 +8,8 @@ from mmcv.cnn.bricks import DropPath
 import mmparc  # noqa: F401
 import reference_official as ref
 from mmparc.convert import convert_official
-from mmparc.models import L2LayerNorm, OversizedConv2d, ParCNetV2
+from mmparc.models import L2LayerNorm, ParCNetV2
+from mmparc.models.layers import OversizedConv1d
 from mmparc.models.deploy import deploy_model
 from mmparc.models.parcnetv2 import ParCV2Mixer, merge_pays
 
@@ -133,11 +134,11 @@ def test_deployed_structure():
     types = [type(m) for m in model.modules()]
     assert DropPath not in types
     # Oversized kernels resolved for each stage's map: 2h-1 x 2w-1 taps, fixed.
-    convs = [m for m in model.modules() if isinstance(m, OversizedConv2d)]
-    assert len(convs) == sum(model.depths) - model.depths[-1]  # last stage (4x4) merged
+    convs = [m for m in model.modules() if isinstance(m, OversizedConv1d)]
+    assert len(convs) == 2 * (sum(model.depths) - model.depths[-1])  # last stage (4x4) merged
     for conv in convs:
         assert conv.kernel_mode == 'fixed' and conv.deploy_size is not None
-        assert conv.conv_h.weight.shape[2] == 2 * conv.deploy_size[0] - 1
+        assert conv.weight.shape[conv.dim] == 2 * conv.deploy_size - 1
     # Only the stem's post_norm and the four output norms keep a scale.
     norms = {name: m for name, m in model.named_modules() if isinstance(m, L2LayerNorm)}
     assert len(norms) == 1 + 3 + 2 * sum(model.depths) + 4
@@ -162,7 +163,7 @@ def test_deployed_model_refuses_other_sizes():
     with pytest.raises(ValueError, match='deployed for 64x64 inputs, got 96x64'), \
             torch.no_grad():
         model(torch.zeros(1, 3, 96, 64))
-    with pytest.raises(ValueError, match='deployed for 8x8 maps, got 24x16'), torch.no_grad():
+    with pytest.raises(ValueError, match='deployed for maps of h=8, got h=24'), torch.no_grad():
         model.stages[1][0].token_mixer.dwconv1(torch.zeros(1, 96, 24, 16))
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from mmparc.ops import (depthwise_conv2d, depthwise_conv2d_reference, gated_projection,
                         gated_projection_reference, l2_layer_norm, l2_layer_norm_reference,
-                        oversized_conv2d, oversized_conv2d_reference, pointwise_conv2d,
+                        oversized_conv1d, oversized_conv1d_reference, pointwise_conv2d,
                         pointwise_conv2d_reference, reference_ops, strided_conv2d,
                         strided_conv2d_reference)
 from mmparc.ops import depthwise_conv as depthwise_module
@@ -46,6 +46,12 @@ def layout(x: torch.Tensor, name: str) -> torch.Tensor:
     if name == 'channel_major':  # how the mixer stores its maps
         return x.transpose(0, 1).contiguous().transpose(0, 1)
     return x.contiguous()
+
+
+def storage_orders(x: torch.Tensor) -> tuple:
+    """Which of contiguous, channels-last and channel-major storage ``x`` satisfies."""
+    return (x.is_contiguous(), x.is_contiguous(memory_format=torch.channels_last),
+            x.transpose(0, 1).is_contiguous())
 
 
 def leaves(*tensors: torch.Tensor) -> List[torch.Tensor]:
@@ -138,7 +144,7 @@ def test_depthwise_conv_fast_backward(monkeypatch, memory, batch, kernel):
     assert_close_scaled([out, expected], [expected, independent])
     assert_close_scaled(grads, ref_grads)
     if memory != 'contiguous' and batch > 1:  # the storage order is kept
-        assert out.stride() == x.stride()
+        assert storage_orders(out) == storage_orders(x)
     with torch.no_grad():
         assert_close_scaled([depthwise_conv2d(x, weight)], [expected])
 
@@ -211,6 +217,15 @@ def full_length(x: torch.Tensor, kernel_h: torch.Tensor, kernel_w: torch.Tensor)
                     groups=channels)
 
 
+def oversized_conv2d(x, kernel_h, kernel_w, impl='auto'):
+    """The oversized convolution: the vertical, then the horizontal pass."""
+    return oversized_conv1d(oversized_conv1d(x, kernel_h, 2, impl), kernel_w, 3, impl)
+
+
+def oversized_conv2d_reference(x, kernel_h, kernel_w):
+    return oversized_conv1d_reference(oversized_conv1d_reference(x, kernel_h, 2), kernel_w, 3)
+
+
 @pytest.mark.parametrize('impl', ['auto', 'direct', 'toeplitz'])
 @pytest.mark.parametrize('size', [(7, 7), (14, 9), (33, 20), (56, 56), (8, 12), (1, 5), (6, 130)])
 @pytest.mark.parametrize('memory', ['contiguous', 'channels_last', 'channel_major'])
@@ -219,20 +234,24 @@ def test_oversized_conv_matches_reference(monkeypatch, impl, size, memory, batch
     height, width = size
     x = layout(torch.randn(batch, 6, height, width), memory)
     kernel_h, kernel_w = torch.randn(6, 27) * 0.1, torch.randn(6, 2 * width + 5) * 0.1
-    gemm = (use_toeplitz(height, crop_kernel(kernel_h, height).shape[1], impl)
-            or use_toeplitz(width, crop_kernel(kernel_w, width).shape[1], impl))
+    gemm = [use_toeplitz(height, crop_kernel(kernel_h, height).shape[1], impl),
+            use_toeplitz(width, crop_kernel(kernel_w, width).shape[1], impl)]
     fn = (lambda f: lambda x, h, w: f(x, h, w, impl))
     with counting(monkeypatch, oversized_module._ToeplitzPass, 'apply') as toeplitz_calls:
         out, grads = forward_and_grads(fn(oversized_conv2d), leaves(x, kernel_h, kernel_w))
-    assert bool(toeplitz_calls) == gemm
-    assert out.stride() == x.stride() or out.is_contiguous(memory_format=(
-        torch.channels_last if memory == 'channels_last' else torch.contiguous_format))
+    assert len(toeplitz_calls) == sum(gemm)
+    assert storage_orders(out) == storage_orders(x)  # the storage order is kept
     expected, ref_grads = forward_and_grads(oversized_conv2d_reference,
                                             leaves(x, kernel_h, kernel_w))
     assert_close_scaled([out, expected], [expected, full_length(x, kernel_h, kernel_w)])
     assert_close_scaled(grads, ref_grads, rtol=1e-4)
     with torch.no_grad():
         assert_close_scaled([fn(oversized_conv2d)(x, kernel_h, kernel_w)], [expected])
+
+
+def test_oversized_conv_rejects_other_dims():
+    with pytest.raises(ValueError, match='dim'):
+        oversized_conv1d(torch.randn(1, 2, 5, 5), torch.randn(2, 3), 1)
 
 
 def test_toeplitz_matrix_is_the_convolution():
@@ -297,6 +316,7 @@ def test_tracing_records_standard_operators_only():
 def test_autocast_bf16_cpu_oversized_conv():
     x = torch.randn(2, 4, 16, 16, requires_grad=True)
     kernel_h, kernel_w = torch.randn(4, 31, requires_grad=True), torch.randn(4, 31)
+    assert use_toeplitz(16, 31, 'auto')
     with torch.autocast('cpu', dtype=torch.bfloat16):
         out = oversized_conv2d(x, kernel_h, kernel_w)
     expected = oversized_conv2d_reference(x.detach(), kernel_h.detach(), kernel_w)
@@ -311,7 +331,7 @@ def test_autocast_bf16_cpu_oversized_conv():
 def test_cuda_oversized_conv_forward_and_gradients(impl):
     x = torch.randn(2, 6, 33, 20, device='cuda')
     kernel_h, kernel_w = torch.randn(6, 27, device='cuda'), torch.randn(6, 39, device='cuda')
-    out, grads = forward_and_grads(lambda *a: oversized_conv2d(*a, impl),
+    out, grads = forward_and_grads(lambda x, h, w: oversized_conv2d(x, h, w, impl),
                                    leaves(x, kernel_h, kernel_w))
     expected, ref_grads = forward_and_grads(oversized_conv2d_reference,
                                             leaves(x.cpu(), kernel_h.cpu(), kernel_w.cpu()))

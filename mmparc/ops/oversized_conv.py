@@ -1,4 +1,4 @@
-"""Oversized depthwise convolution: a vertical then a horizontal 1-D kernel.
+"""Oversized depthwise convolution along one axis of NCHW maps.
 
 A 'same' depthwise convolution whose kernel may be much longer than the
 map.  Taps further than ``size - 1`` from the centre only ever meet padding,
@@ -21,12 +21,10 @@ each axis in one of two ways (``impl``):
 i.e. for short fixed kernels on large maps.  FFT was measured too and lost
 everywhere on CPU (3-10x slower than the Toeplitz form at these sizes).
 
-Reference: :func:`oversized_conv2d_reference` (two ``F.conv2d``).  It is
-what tracing records, so FLOP counters count the convolution (``K`` taps),
-as the paper does, not the GEMM form.
+Reference: :func:`oversized_conv1d_reference` (``F.conv2d``).  It is what
+tracing records, so FLOP counters count the convolution (``K`` taps), as the
+paper does, not the GEMM form.
 """
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 
@@ -180,54 +178,55 @@ def _kernel_4d(kernel: torch.Tensor, dim: int) -> torch.Tensor:
     return kernel.reshape((channels, 1, length, 1) if dim == 2 else (channels, 1, 1, length))
 
 
-def oversized_conv2d_reference(x: torch.Tensor, kernel_h: torch.Tensor,
-                               kernel_w: torch.Tensor) -> torch.Tensor:
-    """Vertical then horizontal depthwise 'same' ``conv2d`` of NCHW ``x`` by ``(C, K)`` kernels."""
-    x = depthwise_conv2d_reference(x, _kernel_4d(crop_kernel(kernel_h, x.shape[2]), 2))
-    return depthwise_conv2d_reference(x, _kernel_4d(crop_kernel(kernel_w, x.shape[3]), 3))
+def _check_dim(dim: int) -> None:
+    if dim not in (2, 3):
+        raise ValueError(f'dim must be 2 (H) or 3 (W) of an NCHW map, got {dim!r}')
 
 
-def _direct(v: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Tensor:
-    """Direct pass on channel-major ``(C, N, H, W)``, run channels-last (several times faster)."""
-    x = v.transpose(0, 1).contiguous(memory_format=torch.channels_last)
-    return depthwise_conv2d(x, _kernel_4d(kernel, dim)).transpose(0, 1).contiguous()
+def oversized_conv1d_reference(x: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Tensor:
+    """Depthwise 'same' ``conv2d`` of NCHW ``x`` along ``dim`` (2: H, 3: W) by ``(C, K)`` kernels."""
+    _check_dim(dim)
+    return depthwise_conv2d_reference(x, _kernel_4d(crop_kernel(kernel, x.shape[dim]), dim))
 
 
-def oversized_conv2d(x: torch.Tensor, kernel_h: torch.Tensor, kernel_w: torch.Tensor,
+def oversized_conv1d(x: torch.Tensor, kernel: torch.Tensor, dim: int,
                      impl: str = 'auto') -> torch.Tensor:
-    """:func:`oversized_conv2d_reference`, each axis by GEMM or direct convolution.
+    """:func:`oversized_conv1d_reference`, by GEMM or direct convolution (``impl``).
 
     NCHW ``x`` in any storage; the output keeps it.  Channel-major storage
     (how the ParCNetV2 mixer holds its maps) needs no layout copies.
     """
-    height, width = x.shape[2:]
-    kernel_h, kernel_w = crop_kernel(kernel_h, height), crop_kernel(kernel_w, width)
-    gemm_h = use_toeplitz(height, kernel_h.shape[1], impl)
-    gemm_w = use_toeplitz(width, kernel_w.shape[1], impl)
+    _check_dim(dim)
+    size = x.shape[dim]
+    kernel = crop_kernel(kernel, size)
+    gemm = use_toeplitz(size, kernel.shape[1], impl)
     if not on_devices(x, ('cpu', 'cuda')):
-        return oversized_conv2d_reference(x, kernel_h, kernel_w)
+        return oversized_conv1d_reference(x, kernel, dim)
     channel_major = is_channel_major(x)
-    if not (gemm_h or gemm_w or channel_major):
-        x = depthwise_conv2d(x, _kernel_4d(kernel_h, 2))
-        return depthwise_conv2d(x, _kernel_4d(kernel_w, 3))
-    v = x.transpose(0, 1).contiguous()
-    pad_h = max(TOEPLITZ_MIN_SIZE - height, 0) if gemm_h else 0
-    pad_w = max(TOEPLITZ_MIN_SIZE - width, 0) if gemm_w else 0
-    if pad_h or pad_w:
-        # Zero rows/columns beyond the map are what 'same' padding reads; the
-        # extra outputs are cropped.
-        v = F.pad(v, (0, pad_w, 0, pad_h))
-    v = toeplitz_conv1d(v, kernel_h, 2) if gemm_h else _direct(v, kernel_h, 2)
-    v = toeplitz_conv1d(v, kernel_w, 3) if gemm_w else _direct(v, kernel_w, 3)
-    if pad_h or pad_w:
-        v = v[:, :, :height, :width].contiguous()
+    if not gemm:
+        if not channel_major:
+            return depthwise_conv2d(x, _kernel_4d(kernel, dim))
+        # Depthwise convolution with a long kernel is several times faster
+        # channels-last than channel-major.
+        out = depthwise_conv2d(x.contiguous(memory_format=torch.channels_last),
+                               _kernel_4d(kernel, dim))
+        return out.transpose(0, 1).contiguous().transpose(0, 1)
+    v = x.transpose(0, 1).contiguous()  # (C, N, H, W); free for channel-major x
+    pad = max(TOEPLITZ_MIN_SIZE - size, 0)
+    if pad:
+        # Zeros beyond the map are what 'same' padding reads; the extra
+        # outputs are cropped.
+        v = F.pad(v, (0, pad) if dim == 3 else (0, 0, 0, pad))
+    v = toeplitz_conv1d(v, kernel, dim)
+    if pad:
+        v = v.narrow(dim, 0, size).contiguous()
     out = v.transpose(0, 1)
     if channel_major:
         return out
     return out.contiguous(memory_format=_memory_format(x))
 
 
-def _memory_format(x: torch.Tensor) -> Optional[torch.memory_format]:
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
     """``channels_last`` for channels-last NCHW ``x``, else ``contiguous_format``."""
     if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         return torch.channels_last

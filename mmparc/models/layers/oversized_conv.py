@@ -1,41 +1,112 @@
-"""The oversized convolution (OC) of ParCNetV2."""
+"""The oversized convolution (OC) of ParCNetV2: a vertical, then a horizontal 1-D kernel."""
 from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 
-from ...ops import crop_kernel, oversized_conv2d, resample_kernel
+from ...ops import crop_kernel, oversized_conv1d, resample_kernel
 from ...ops.oversized_conv import IMPLEMENTATIONS
 
 KERNEL_MODES = ('fixed', 'global')
+AXES = ('h', 'w')
 
 
-class OversizedConv2d(nn.Module):
-    """Depthwise oversized convolution: a vertical, then a horizontal 1-D kernel.
+class OversizedConv1d(nn.Conv2d):
+    """One oversized depthwise 1-D kernel along H (``axis='h'``) or W of NCHW maps.
 
     Kernel modes:
 
-    * ``'fixed'``: the kernels keep the lengths they were trained with (111,
-      55, 27, 13 for 224 pretraining) and are applied with 'same' zero
-      padding at any input size: what the official detection/segmentation
-      code runs.
-    * ``'global'``: the paper's definition.  For an ``H x W`` map the kernels
-      are resampled (linear, ``align_corners=True``, as the official
-      ``OversizeConv2d(interpolate=True)``) to ``2H - 1`` and ``2W - 1`` taps,
-      so every output sees the whole map.  For a map of height 1 the
-      resampled kernel is the *first* stored tap, because that is what
-      ``align_corners`` interpolation to one sample returns (kept for parity).
+    * ``'fixed'``: the kernel keeps the length it was trained with (111, 55,
+      27, 13 for 224 pretraining) and is applied with 'same' zero padding at
+      any input size: what the official detection/segmentation code runs,
+      and exactly this ``nn.Conv2d``'s own definition.
+    * ``'global'``: the paper's definition.  For a map of length ``S`` along
+      the axis the kernel is resampled (linear, ``align_corners=True``, as the
+      official ``OversizeConv2d(interpolate=True)``) to ``2S - 1`` taps, so
+      every output sees the whole axis.  For ``S = 1`` that is the *first*
+      stored tap, what ``align_corners`` interpolation to one sample returns
+      (kept for parity).
 
-    Parameters keep the official layout (``conv_h.weight`` ``(C, 1, K, 1)``,
-    ``conv_w.weight`` ``(C, 1, 1, K)``); a checkpoint with other kernel
-    lengths is resampled on load, with a warning.  Evaluated by
-    :func:`mmparc.ops.oversized_conv2d`.
+    The weight keeps the official layout, ``(C, 1, K, 1)`` or ``(C, 1, 1, K)``;
+    a checkpoint with another length is resampled on load, with a warning.
+    Evaluated by :func:`mmparc.ops.oversized_conv1d`.
+    """
+
+    def __init__(self, channels: int, kernel_size: int, axis: str, kernel_mode: str = 'fixed',
+                 conv_impl: str = 'auto') -> None:
+        if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f'kernel_size must be a positive odd int, got {kernel_size!r}')
+        if axis not in AXES:
+            raise ValueError(f'axis must be one of {AXES}, got {axis!r}')
+        if kernel_mode not in KERNEL_MODES:
+            raise ValueError(f'kernel_mode must be one of {KERNEL_MODES}, got {kernel_mode!r}')
+        if conv_impl not in IMPLEMENTATIONS:
+            raise ValueError(f'conv_impl must be one of {IMPLEMENTATIONS}, got {conv_impl!r}')
+        vertical = axis == 'h'
+        super().__init__(channels, channels, (kernel_size, 1) if vertical else (1, kernel_size),
+                         padding=(kernel_size // 2, 0) if vertical else (0, kernel_size // 2),
+                         groups=channels, bias=False)
+        self.axis = axis
+        self.dim = 2 if vertical else 3
+        self.kernel_mode = kernel_mode
+        self.conv_impl = conv_impl
+        self.deploy_size: Optional[int] = None
+
+    def kernel(self, size: int) -> torch.Tensor:
+        """The ``(C, K)`` kernel applied along an axis of ``size``."""
+        kernel = self.weight.flatten(1)
+        if self.kernel_mode == 'global':
+            kernel = resample_kernel(kernel, 2 * size - 1)
+        return kernel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[self.dim]
+        if self.deploy_size is not None and not torch.jit.is_tracing() and size != self.deploy_size:
+            raise ValueError(f'this layer was deployed for maps of {self.axis}={self.deploy_size}, '
+                             f'got {self.axis}={size}; call switch_to_deploy on a fresh model '
+                             'for another input size')
+        return oversized_conv1d(x, self.kernel(size), self.dim, self.conv_impl)
+
+    @torch.no_grad()
+    def switch_to_deploy(self, size: int) -> None:
+        """Resolve the kernel for maps of ``size`` along the axis, once: resampled, cropped."""
+        kernel = crop_kernel(self.kernel(size), size)
+        length = kernel.shape[1]
+        shape = (self.out_channels, 1, length, 1) if self.dim == 2 else (self.out_channels, 1, 1,
+                                                                           length)
+        self.weight = nn.Parameter(kernel.reshape(shape).contiguous(), requires_grad=False)
+        self.kernel_size = tuple(shape[2:])
+        self.padding = (length // 2, 0) if self.dim == 2 else (0, length // 2)
+        self.kernel_mode = 'fixed'
+        self.deploy_size = size
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys, error_msgs) -> None:
+        key = f'{prefix}weight'
+        loaded = state_dict.get(key)
+        ours = self.weight.shape
+        if (loaded is not None and loaded.shape != ours and loaded.dim() == 4
+                and loaded.shape[:2] == ours[:2] and loaded.shape[5 - self.dim] == 1):
+            print_log(f'{key}: resampling oversized kernel from {loaded.shape[self.dim]} '
+                      f'to {ours[self.dim]} taps', logger='current', level=30)
+            state_dict[key] = resample_kernel(loaded.flatten(1), ours[self.dim]).view(ours)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                      missing_keys, unexpected_keys, error_msgs)
+
+    def extra_repr(self) -> str:
+        deployed = '' if self.deploy_size is None else f', deployed for {self.deploy_size}'
+        return (f'{self.out_channels}, kernel_size={self.kernel_size}, axis={self.axis!r}, '
+                f'kernel_mode={self.kernel_mode!r}{deployed}')
+
+
+class OversizedConv2d(nn.Module):
+    """Depthwise oversized convolution: ``conv_w(conv_h(x))``.
 
     Args:
         channels: Number of channels (depthwise).
-        kernel_size: Stored kernel length, odd.
-        kernel_mode: ``'fixed'`` or ``'global'``.
+        kernel_size: Stored kernel length of both 1-D kernels, odd.
+        kernel_mode: ``'fixed'`` or ``'global'`` (see :class:`OversizedConv1d`).
         conv_impl: ``'auto'``, ``'direct'`` or ``'toeplitz'``; all give the
             same result up to float rounding.
     """
@@ -43,77 +114,17 @@ class OversizedConv2d(nn.Module):
     def __init__(self, channels: int, kernel_size: int, kernel_mode: str = 'fixed',
                  conv_impl: str = 'auto') -> None:
         super().__init__()
-        if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f'kernel_size must be a positive odd int, got {kernel_size!r}')
-        if kernel_mode not in KERNEL_MODES:
-            raise ValueError(f'kernel_mode must be one of {KERNEL_MODES}, got {kernel_mode!r}')
-        if conv_impl not in IMPLEMENTATIONS:
-            raise ValueError(f'conv_impl must be one of {IMPLEMENTATIONS}, got {conv_impl!r}')
-        self.channels = channels
-        self.kernel_size = kernel_size
-        self.kernel_mode = kernel_mode
-        self.conv_impl = conv_impl
-        self.deploy_size: Optional[Tuple[int, int]] = None
-        self.conv_h = nn.Conv2d(channels, channels, (kernel_size, 1), groups=channels, bias=False)
-        self.conv_w = nn.Conv2d(channels, channels, (1, kernel_size), groups=channels, bias=False)
+        self.conv_h = OversizedConv1d(channels, kernel_size, 'h', kernel_mode, conv_impl)
+        self.conv_w = OversizedConv1d(channels, kernel_size, 'w', kernel_mode, conv_impl)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_w(self.conv_h(x))
 
     def kernels(self, height: int, width: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """The ``(C, K)`` vertical and horizontal kernels applied to a ``height x width`` map."""
-        kernel_h, kernel_w = self.conv_h.weight.flatten(1), self.conv_w.weight.flatten(1)
-        if self.kernel_mode == 'global':
-            kernel_h = resample_kernel(kernel_h, 2 * height - 1)
-            kernel_w = resample_kernel(kernel_w, 2 * width - 1)
-        return kernel_h, kernel_w
+        return self.conv_h.kernel(height), self.conv_w.kernel(width)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[2:]
-        if (self.deploy_size is not None and not torch.jit.is_tracing()
-                and (height, width) != self.deploy_size):
-            raise ValueError(f'this layer was deployed for {_hw(self.deploy_size)} maps, got '
-                             f'{_hw((height, width))}; call switch_to_deploy on a fresh model '
-                             'for another input size')
-        return oversized_conv2d(x, *self.kernels(height, width), self.conv_impl)
-
-    @torch.no_grad()
     def switch_to_deploy(self, map_size: Tuple[int, int]) -> None:
-        """Resolve the kernels for ``map_size`` maps, once: resampled, cropped, fixed."""
-        kernel_h, kernel_w = self.kernels(*map_size)
-        kernel_h, kernel_w = crop_kernel(kernel_h, map_size[0]), crop_kernel(kernel_w, map_size[1])
-        self.conv_h = _depthwise_conv(kernel_h.reshape(self.channels, 1, -1, 1))
-        self.conv_w = _depthwise_conv(kernel_w.reshape(self.channels, 1, 1, -1))
-        self.kernel_mode = 'fixed'
-        self.deploy_size = tuple(map_size)
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
-                              missing_keys, unexpected_keys, error_msgs) -> None:
-        for name, conv in (('conv_h', self.conv_h), ('conv_w', self.conv_w)):
-            key = f'{prefix}{name}.weight'
-            loaded = state_dict.get(key)
-            if loaded is None or loaded.shape == conv.weight.shape:
-                continue
-            if (loaded.dim() != 4 or loaded.shape[0] != self.channels
-                    or loaded.shape[1] != 1 or (loaded.shape[2] == 1) == (name == 'conv_h')):
-                continue  # let the default loader report the mismatch
-            print_log(f'{key}: resampling oversized kernel from {max(loaded.shape[2:])} '
-                      f'to {self.kernel_size} taps', logger='current', level=30)
-            resampled = resample_kernel(loaded.flatten(1), self.kernel_size)
-            state_dict[key] = resampled.view_as(conv.weight)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
-                                      missing_keys, unexpected_keys, error_msgs)
-
-    def extra_repr(self) -> str:
-        deployed = '' if self.deploy_size is None else f', deployed for {self.deploy_size}'
-        return (f'{self.channels}, kernel_size={self.kernel_size}, '
-                f'kernel_mode={self.kernel_mode!r}{deployed}')
-
-
-def _depthwise_conv(weight: torch.Tensor) -> nn.Conv2d:
-    """A frozen bias-free depthwise ``nn.Conv2d`` holding ``weight``."""
-    conv = nn.Conv2d(weight.shape[0], weight.shape[0], tuple(weight.shape[2:]),
-                     groups=weight.shape[0], bias=False)
-    conv.weight = nn.Parameter(weight.detach().clone().contiguous(), requires_grad=False)
-    return conv
-
-
-def _hw(size: Tuple[int, int]) -> str:
-    return f'{size[0]}x{size[1]}'
+        """Resolve both kernels for ``map_size`` maps."""
+        self.conv_h.switch_to_deploy(map_size[0])
+        self.conv_w.switch_to_deploy(map_size[1])
