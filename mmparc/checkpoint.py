@@ -438,18 +438,19 @@ def _scoped_load(load: Callable[[], Any], name: str, extra_globals: Sequence[Any
         _local.refusal = None
 
 
-def _starts_like_zip(source: Any) -> bool:
+def _head(source: Any, size: int = 8) -> bytes:
+    """The first bytes of a file (path or seekable file object), for error messages."""
     try:
         if isinstance(source, str):
             with open(source, 'rb') as file:
-                return file.read(4) == b'PK\x03\x04'
+                return file.read(size)
         position = source.tell()
         source.seek(0)
-        head = source.read(4)
+        head = source.read(size)
         source.seek(position)
-        return head == b'PK\x03\x04'
+        return head if isinstance(head, bytes) else b''
     except (OSError, AttributeError, ValueError):
-        return False
+        return b''
 
 
 def load_checkpoint_file(filename: Union[_PathLike, IO[bytes]], map_location: Any = 'cpu',
@@ -484,8 +485,13 @@ def load_checkpoint_file(filename: Union[_PathLike, IO[bytes]], map_location: An
             if 'TorchScript' in text:
                 raise CheckpointError(f'{name}: a TorchScript archive, not a checkpoint '
                                       '(load it with torch.jit.load)') from None
-            if _starts_like_zip(source):
+            head = _head(source)
+            if head.startswith(b'PK\x03\x04'):
                 raise CheckpointError(f'{name}: corrupt checkpoint archive ({detail})') \
+                    from None
+            if not head.startswith(b'\x80'):  # neither a zip nor a (legacy) pickle
+                raise CheckpointError(f'{name}: not a PyTorch checkpoint (neither a zip '
+                                      f'archive nor a pickle; it starts with {head!r})') \
                     from None
             raise CheckpointError(f'{name}: not a PyTorch checkpoint ({detail})') from None
 
