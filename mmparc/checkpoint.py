@@ -509,8 +509,10 @@ def _scoped_scheme(loader: Callable) -> Callable:
     import functools
 
     @functools.wraps(loader)
-    def scoped(filename: str, map_location: Any = None, *args: Any) -> Any:
-        return _scoped_load(lambda: loader(filename, map_location, *args), str(filename))
+    def scoped(filename: str, map_location: Any = None, *args: Any, **kwargs: Any) -> Any:
+        # forwarded as given (e.g. ``progress``): the wrapped loader checks them
+        return _scoped_load(lambda: loader(filename, map_location, *args, **kwargs),
+                            str(filename))
 
     scoped._mmparc_scoped = True  # type: ignore[attr-defined]
     return scoped

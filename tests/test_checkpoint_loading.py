@@ -196,3 +196,25 @@ def test_other_mmengine_schemes_run_inside_the_scope():
         loader = CheckpointLoader._get_checkpoint_loader(url)
         assert getattr(loader, '_mmparc_scoped', False), url
     assert load_from_local.__module__ == 'mmengine.runner.checkpoint'
+
+
+def test_legacy_format_and_file_objects_load(tmp_path):
+    """Old (non-zip) torch files and open file objects go through the same stand-ins."""
+    import io
+
+    import numpy as np
+    from mmengine.logging import HistoryBuffer, MessageHub
+    hub = MessageHub('legacy_format_hub')
+    hub.update_scalar('loss', 2.0)
+    hub.update_info('seed', np.int64(3))
+    checkpoint = {'message_hub': hub.state_dict(), 'state_dict': {'w': torch.ones(2)}}
+    path = tmp_path / 'legacy.pth'
+    torch.save(checkpoint, path, _use_new_zipfile_serialization=False)
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    buffer.seek(0)
+    for source in (path, buffer):
+        loaded = load_checkpoint_file(source)['message_hub']
+        assert type(loaded['log_scalars']['loss']) is HistoryBuffer
+        assert loaded['log_scalars']['loss'].mean() == 2.0
+        assert type(loaded['runtime_info']['seed']) is np.int64
