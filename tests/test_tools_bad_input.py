@@ -271,3 +271,26 @@ def test_staged_output_dir_moves_only_on_success(tmp_path):
         (stage / 'vis').mkdir()
         (stage / 'vis' / '1.jpg').write_text('x')
     assert files_in(tmp_path) == ['a', 'a/b', 'a/b/vis', 'a/b/vis/1.jpg']
+
+
+def test_infer_accepts_a_checkpoint_of_its_model(infer_tool, tmp_path, capsys):
+    """The fit check passes a checkpoint of the config's own model; outputs land in
+    ``--out`` with no staging folder left beside them."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    cfg = Config.fromfile(DET_TOY)
+    init_default_scope('mmdet')
+    from mmengine.registry import MODELS
+    model = MODELS.build(cfg.model)
+    path = tmp_path / 'model.pth'
+    torch.save({'state_dict': model.state_dict(),
+                'meta': {'dataset_meta': dict(cfg.metainfo)}}, path)
+    images = tmp_path / 'images'
+    images.mkdir()
+    _image(images / 'a.jpg')
+    out = tmp_path / 'out'
+    argv = [str(images), '--config', DET_TOY, '--checkpoint', str(path), '--out', str(out)]
+    code, err = run(lambda: infer_tool.main(argv), capsys)
+    assert code == 0, err
+    assert (out / 'vis' / 'a.jpg').is_file() and (out / 'preds' / 'a.json').is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['images', 'model.pth', 'out']
