@@ -215,7 +215,12 @@ def toy_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope='module')
 def fake_pretrained(tmp_path_factory):
     """``arch -> path`` of a synthetic backbone checkpoint (random weights and
-    biases), in the format the configs expect for ``pretrained``."""
+    biases), in the format the configs expect for ``pretrained``.
+
+    Parameters that start constant (norm weights, residual scales) are
+    perturbed too, so that no parameter of the checkpoint equals a fresh
+    initialisation and :func:`pretrained_mismatches` sees every one that
+    was not loaded."""
     from mmparc import ParCNetV2
     root = tmp_path_factory.mktemp('pretrained')
     cache: Dict[str, Path] = {}
@@ -230,6 +235,8 @@ def fake_pretrained(tmp_path_factory):
                 for name, param in backbone.named_parameters():
                     if name.endswith('bias'):
                         param.normal_(0, 0.02)
+                    elif bool((param == param.flatten()[0]).all()):
+                        param.add_(torch.randn_like(param), alpha=0.02)
             cache[arch] = root / f'parcnetv2_{arch}_backbone.pth'
             torch.save({'state_dict': backbone.state_dict()}, cache[arch])
         return cache[arch]
@@ -349,7 +356,27 @@ def shrink(name: str, toy: Path, work_dir: Path, pretrained=None):
     return shrink_cls(cfg, toy / 'imagenet', work_dir)
 
 
-def _catcher():
+def pretrained_mismatches(backbone: torch.nn.Module, checkpoint, prefix: str = '') -> List[str]:
+    """Names of ``backbone``'s parameters that are not the checkpoint's
+    ``prefix + name`` entry (absent there, or another value)."""
+    state = torch.load(str(checkpoint), map_location='cpu', weights_only=True)
+    state = state.get('state_dict', state)
+    params = dict(backbone.named_parameters())
+    assert params
+    return [name for name, param in params.items()
+            if prefix + name not in state
+            or not torch.equal(param.detach().cpu(), state[prefix + name])]
+
+
+def _pretrained_of(cfg):
+    """``(checkpoint, prefix)`` of the backbone's ``Pretrained`` init, or None."""
+    init = cfg.model.backbone.get('init_cfg')
+    if not init or init.get('type') != 'Pretrained':
+        return None
+    return init.checkpoint, init.get('prefix') or ''
+
+
+def _catcher(pretrained=None):
     from mmengine.hooks import Hook
 
     class Catcher(Hook):
@@ -358,6 +385,14 @@ def _catcher():
         def __init__(self):
             self.losses: List[Dict[str, float]] = []
             self.metrics: Dict[str, float] = {}
+            self.pretrained_mismatches = None
+
+        def before_train(self, runner):
+            # After the Runner's init_weights (and Pretrained loading), before
+            # the first step changes anything.
+            if pretrained is not None:
+                backbone = getattr(runner.model, 'module', runner.model).backbone
+                self.pretrained_mismatches = pretrained_mismatches(backbone, *pretrained)
 
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
             self.losses.append({k: float(v) for k, v in (outputs or {}).items()})
@@ -369,13 +404,17 @@ def _catcher():
 
 
 def run_one_iteration(cfg):
-    """Train for one iteration and evaluate once; returns (losses, metrics, runner)."""
+    """Train for one iteration and evaluate once; returns (losses, metrics,
+    runner, mismatches): ``mismatches`` lists the backbone parameters that
+    were not the ``Pretrained`` checkpoint's when training started (None
+    without a ``Pretrained`` init)."""
     from mmengine.runner import Runner
+    pretrained = _pretrained_of(cfg)
     runner = Runner.from_cfg(cfg)
-    catcher = _catcher()
+    catcher = _catcher(pretrained)
     runner.register_hook(catcher)
     runner.train()
-    return catcher.losses, catcher.metrics, runner
+    return catcher.losses, catcher.metrics, runner, catcher.pretrained_mismatches
 
 
 EXPECTED_METRIC = {**{n: 'coco/bbox_mAP' for n in DET}, **{n: 'mIoU' for n in SEG},
@@ -390,19 +429,32 @@ def upernet_t_run(toy_root, fake_pretrained, tmp_path_factory):
     cfg = shrink('upernet_parcnetv2_t', toy_root, work, fake_pretrained('t'))
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=1,
                                         save_optimizer=False, save_param_scheduler=False)
-    losses, metrics, runner = run_one_iteration(cfg)
-    return losses, metrics, runner, work / 'iter_1.pth'
+    losses, metrics, runner, mismatches = run_one_iteration(cfg)
+    return losses, metrics, runner, work / 'iter_1.pth', mismatches
+
+
+# The tests that use the UperNet-T run share one pytest-xdist worker (setup.cfg).
+SHARES_UPERNET_T_RUN = pytest.mark.xdist_group('upernet_t_run')
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('name', ALL)
+@pytest.mark.parametrize('name', [
+    pytest.param(n, marks=SHARES_UPERNET_T_RUN) if n == 'upernet_parcnetv2_t' else n
+    for n in ALL])
 def test_config_trains_and_evaluates(name, toy_root, tmp_path, fake_pretrained, request):
     if name == 'upernet_parcnetv2_t':
-        losses, metrics, runner, _ = request.getfixturevalue('upernet_t_run')
+        losses, metrics, runner, _, mismatches = request.getfixturevalue('upernet_t_run')
     else:
         pretrained = None if name in CLS else fake_pretrained(_arch(name))
         cfg = shrink(name, toy_root, tmp_path / 'work', pretrained)
-        losses, metrics, runner = run_one_iteration(cfg)
+        losses, metrics, runner, mismatches = run_one_iteration(cfg)
+    if name in CLS:
+        assert mismatches is None  # trained from scratch: no Pretrained init
+    else:
+        # The configs' Pretrained init loaded the whole backbone: when training
+        # started, every backbone parameter was the checkpoint's (mmengine
+        # loads with strict=False, so a wrong path layout would only warn).
+        assert mismatches == [], f'not loaded from the checkpoint: {mismatches[:5]}'
     assert len(losses) == 1, losses
     assert 'loss' in losses[0] and math.isfinite(losses[0]['loss']), losses
     bad = [n for n, p in runner.model.named_parameters() if not torch.isfinite(p).all()]
@@ -417,6 +469,31 @@ def test_config_trains_and_evaluates(name, toy_root, tmp_path, fake_pretrained, 
         groups = runner.optim_wrapper.optimizer.param_groups
         scales = [g.get('lr_scale') for g in groups]
         assert min(scales) < 1.0 and max(scales) == pytest.approx(1.0), scales
+
+
+def test_pretrained_check_catches_a_wrong_prefix(fake_pretrained, tmp_path):
+    """What the check in ``test_config_trains_and_evaluates`` would see if the
+    weights did not arrive: a classifier checkpoint (``backbone.*`` keys)
+    given to a det config without ``prefix='backbone.'`` loads nothing, and
+    mmengine's ``Pretrained`` (``strict=False``) only warns; with the prefix
+    it loads everything."""
+    from mmengine.registry import MODELS
+    state = torch.load(str(fake_pretrained('t')), map_location='cpu', weights_only=True)
+    classifier = tmp_path / 'classifier.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in state['state_dict'].items()}},
+               classifier)
+    backbone_cfg = load_cfg('mask_rcnn_parcnetv2_t').model.backbone
+    backbone_cfg.init_cfg.checkpoint = str(classifier)
+    loaded = {}
+    for prefix in (None, 'backbone.'):
+        if prefix is not None:
+            backbone_cfg.init_cfg.prefix = prefix
+        backbone = MODELS.build(backbone_cfg)
+        backbone.init_weights()
+        loaded[prefix] = pretrained_mismatches(backbone, classifier, 'backbone.')
+    names = [n for n, _ in backbone.named_parameters()]
+    assert loaded[None] == names  # nothing arrived, and every parameter shows it
+    assert loaded['backbone.'] == []
 
 
 @pytest.mark.slow
@@ -493,6 +570,7 @@ def test_mim_train_cascade_t(tmp_path, toy_root, fake_pretrained):
 
 
 @pytest.mark.slow
+@SHARES_UPERNET_T_RUN
 def test_mim_test_upernet_tta(tmp_path, toy_root, upernet_t_run):
     """`mim test mmseg configs/upernet_parcnetv2_t.py --checkpoint CKPT --tta`
     on ADE20K-format data at data/ade/ADEChallengeData2016, with CKPT the
