@@ -39,7 +39,7 @@ import re
 import sys
 import threading
 from contextlib import contextmanager
-from typing import (IO, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence,
+from typing import (IO, Any, Callable, Dict, Iterator, List, Mapping, Sequence,
                     Tuple, Union)
 
 import numpy as np

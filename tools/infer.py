@@ -33,7 +33,8 @@ except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import mmparc  # noqa: F401
 
-from mmparc.checkpoint import check_fits, load_checkpoint_file, shapes_of, state_dict_of  # noqa: E402
+from mmparc.checkpoint import (check_fits, load_checkpoint_file, shapes_of,  # noqa: E402
+                               state_dict_of)
 from mmparc.cli import ToolError, run_tool, staged_output_dir  # noqa: E402
 
 TASKS = ('det', 'seg')
