@@ -4,8 +4,14 @@ import sys
 import pytest
 import torch
 
-# Tests run on the CPU with few threads; the machine has two cores.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Tests run on the CPU with few threads; the machine has two cores.  Under
+# pytest-xdist (setup.cfg: two workers) each worker is one process with one
+# intra-op thread, so that the workers together use the two cores without
+# oversubscribing them; a run in one process (``-n 0``) takes two.
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
 sys.path.insert(0, os.path.dirname(__file__))
 
 

@@ -433,14 +433,8 @@ def upernet_t_run(toy_root, fake_pretrained, tmp_path_factory):
     return losses, metrics, runner, work / 'iter_1.pth', mismatches
 
 
-# The tests that use the UperNet-T run share one pytest-xdist worker (setup.cfg).
-SHARES_UPERNET_T_RUN = pytest.mark.xdist_group('upernet_t_run')
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize('name', [
-    pytest.param(n, marks=SHARES_UPERNET_T_RUN) if n == 'upernet_parcnetv2_t' else n
-    for n in ALL])
+@pytest.mark.parametrize('name', ALL)
 def test_config_trains_and_evaluates(name, toy_root, tmp_path, fake_pretrained, request):
     if name == 'upernet_parcnetv2_t':
         losses, metrics, runner, _, mismatches = request.getfixturevalue('upernet_t_run')
@@ -570,7 +564,6 @@ def test_mim_train_cascade_t(tmp_path, toy_root, fake_pretrained):
 
 
 @pytest.mark.slow
-@SHARES_UPERNET_T_RUN
 def test_mim_test_upernet_tta(tmp_path, toy_root, upernet_t_run):
     """`mim test mmseg configs/upernet_parcnetv2_t.py --checkpoint CKPT --tta`
     on ADE20K-format data at data/ade/ADEChallengeData2016, with CKPT the
