@@ -122,3 +122,41 @@ def test_mmseg_snippet_without_pretrained_none_fails(tmp_path):
     cfg = _user_config(tmp_path, 'upernet', snippet)
     with pytest.raises(TypeError, match="unexpected keyword argument 'pretrained'"):
         _build(cfg, 'mmseg')
+
+
+# ------------------------------------------------------- data roots: one variable
+ROOT = Path(__file__).resolve().parents[1]
+DATA_ROOTS = {  # config -> (environment variable, default root)
+    'mask_rcnn_parcnetv2_t': ('COCO_ROOT', 'data/coco/'),
+    'cascade_parcnetv2_b': ('COCO_ROOT', 'data/coco/'),
+    'upernet_parcnetv2_s': ('ADE20K_ROOT', 'data/ade/ADEChallengeData2016'),
+    'imagenet_parcnetv2_xt': ('IMAGENET_ROOT', 'data/imagenet'),
+}
+
+
+def _roots(cfg: Config) -> Dict[str, str]:
+    """Every path the config reads data from."""
+    out = {split: cfg[split].dataset.data_root
+           for split in ('train_dataloader', 'val_dataloader', 'test_dataloader')}
+    for split in ('val_evaluator', 'test_evaluator'):
+        if 'ann_file' in cfg[split]:
+            out[split] = cfg[split].ann_file
+    return out
+
+
+@pytest.mark.parametrize('name', list(DATA_ROOTS))
+def test_data_root_is_one_environment_variable(name, monkeypatch):
+    """Unset: the documented default everywhere; set: the new root everywhere
+    (loaders and, for COCO, the evaluators' annotation file)."""
+    variable, default = DATA_ROOTS[name]
+    for other in {v for v, _ in DATA_ROOTS.values()}:
+        monkeypatch.delenv(other, raising=False)
+    path = str(ROOT / 'configs' / f'{name}.py')
+    for root, expected in ((None, default), ('/datasets/elsewhere', '/datasets/elsewhere')):
+        if root is not None:
+            monkeypatch.setenv(variable, root)
+        roots = _roots(Config.fromfile(path))
+        assert len(roots) == (5 if variable == 'COCO_ROOT' else 3), roots
+        for key, value in roots.items():
+            assert value.rstrip('/') == expected.rstrip('/') or value == (
+                f"{expected.rstrip('/')}/annotations/instances_val2017.json"), (key, value)

@@ -2,15 +2,21 @@
 # of the (2048, 512) scale by 0.5..2.0, random 512x512 crop
 # (cat_max_ratio 0.75), horizontal flip, photometric distortion;
 # reduce_zero_label (label 0 "other" is ignored).  The single-scale test
-# resizes to (2048, 512) keeping the ratio.  Data root:
-# data/ade/ADEChallengeData2016 (override train_dataloader.dataset.data_root
-# and val_dataloader.dataset.data_root; test_dataloader follows val_dataloader).
+# resizes to (2048, 512) keeping the ratio.
+#
+# Data root: data/ade/ADEChallengeData2016, or the environment variable
+# ADE20K_ROOT, read by mmengine when it loads the config (its
+# environment-variable substitution); it sets every loader's data_root:
+#
+#   ADE20K_ROOT=/datasets/ADEChallengeData2016 mim train mmseg configs/upernet_parcnetv2_t.py
 _base_ = ['mmseg::_base_/datasets/ade20k.py']
+
+data_root = '{{$ADE20K_ROOT:data/ade/ADEChallengeData2016}}'
 
 # 16 images per iteration: 8 GPUs x 2 images, as the paper and the official
 # release train.
-train_dataloader = dict(batch_size=2)
-val_dataloader = dict(batch_size=1)
+train_dataloader = dict(batch_size=2, dataset=dict(data_root=data_root))
+val_dataloader = dict(batch_size=1, dataset=dict(data_root=data_root))
 test_dataloader = val_dataloader
 
 # Multi-scale + flip test, used by `mim test mmseg ... --tta` (mmseg's
