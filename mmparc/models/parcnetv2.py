@@ -32,6 +32,11 @@ from .layers import (KERNEL_MODES, DepthwiseConv2d, GatedProjection, L2LayerNorm
                      OversizedConv2d, PointwiseConv2d, Scale, StridedConv2d)
 
 MERGE_POLICIES = ('auto', 'always', 'never')
+# How the mixer's gate branch combines the oversized (v: vertical, h:
+# horizontal) and local (dw) convolutions: the paper's parallel sum, or the
+# supplement's Table 2 ablations.
+MIXERS = ('parallel', 'dwconv_only', 'cascade_dw_v_h', 'cascade_v_dw_h', 'cascade_v_h_dw')
+BRANCH_MERGES = ('mul', 'add')  # the gate units' value-gate merge (supplement, Table 3)
 
 
 class Downsampling(nn.Module):
@@ -79,25 +84,49 @@ class ParCV2Mixer(nn.Module):
     goes through the oversized convolution (global) and, in parallel, a 7x7
     depthwise convolution (local); their sum multiplies the value, and
     ``pwconv2`` projects the product.
+
+    The supplement's ablations are options: ``mixer`` (Table 2, see
+    :data:`MIXERS`; ``'dwconv_only'`` has no oversized convolution,
+    ``kernel_size`` is then ignored), ``branch_merge='add'`` (Table 3:
+    ``pwconv2(value + gate)``) and ``local_kernel_size`` (of ``dwconv2``).
     """
 
-    def __init__(self, dim: int, kernel_size: int, kernel_mode: str, conv_impl: str) -> None:
+    def __init__(self, dim: int, kernel_size: Optional[int], kernel_mode: str = 'fixed',
+                 conv_impl: str = 'auto', mixer: str = 'parallel', branch_merge: str = 'mul',
+                 local_kernel_size: int = 7) -> None:
         super().__init__()
+        if mixer not in MIXERS:
+            raise ValueError(f'mixer must be one of {MIXERS}, got {mixer!r}')
+        self.mixer = mixer
+        self.channels = dim
         self.pwconv1 = PointwiseConv2d(dim, 2 * dim)
         self.act = nn.GELU()
-        self.dwconv1 = OversizedConv2d(dim, kernel_size, kernel_mode, conv_impl)
-        self.dwconv2 = DepthwiseConv2d(dim, 7)
-        self.pwconv2 = GatedProjection(dim, dim)
+        self.dwconv1 = (None if mixer == 'dwconv_only' else
+                        OversizedConv2d(dim, kernel_size, kernel_mode, conv_impl))
+        self.dwconv2 = DepthwiseConv2d(dim, local_kernel_size)
+        self.pwconv2 = GatedProjection(dim, dim, merge=branch_merge)
         self.merged: Optional[DepthwiseConv2d] = None  # set by switch_to_deploy
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        value, gate = self.pwconv1(x).chunk(2, dim=1)
+        value, gate = self.pwconv1(x).split(self.channels, dim=1)
         gate = self.act(gate)
         if self.merged is not None:  # deployed: both convolutions as one kernel
             gate = self.merged(gate)
-        else:
+        elif self.mixer == 'parallel':
             gate = self.dwconv1(gate) + self.dwconv2(gate)
+        else:
+            gate = self.ablated_mixing(gate)
         return self.pwconv2(value, gate)  # pwconv2(value * gate)
+
+    def ablated_mixing(self, gate: torch.Tensor) -> torch.Tensor:
+        """The gate branch of the supplement's Table 2 ablations."""
+        if self.mixer == 'dwconv_only':
+            return self.dwconv2(gate)
+        if self.mixer == 'cascade_dw_v_h':
+            return self.dwconv1(self.dwconv2(gate))  # dwconv1 = conv_w(conv_h(.))
+        if self.mixer == 'cascade_v_dw_h':
+            return self.dwconv1.conv_w(self.dwconv2(self.dwconv1.conv_h(gate)))
+        return self.dwconv2(self.dwconv1(gate))  # 'cascade_v_h_dw'
 
     @torch.no_grad()
     def switch_to_deploy(self, map_size: Tuple[int, int], merge: Optional[bool],
@@ -110,6 +139,12 @@ class ParCV2Mixer(nn.Module):
         composition exact), and the 7x7 kernel adds at its centre.
         """
         self.pwconv1.fold_input_scale(input_scale)
+        if self.mixer != 'parallel':  # a cascade does not compose into one kernel
+            if merge:
+                raise ValueError(f'merge: the {self.mixer!r} mixer cannot merge its kernels')
+            if self.dwconv1 is not None:
+                self.dwconv1.switch_to_deploy(map_size)
+            return
         self.dwconv1.switch_to_deploy(map_size)
         kernel_h = self.dwconv1.conv_h.weight[:, 0, :, 0]
         kernel_w = self.dwconv1.conv_w.weight[:, 0, 0, :]
@@ -135,20 +170,22 @@ class BifurcateGateMLP(nn.Module):
     """Channel bifurcate gate unit, in place of the MLP: ``fc2(value * gelu(gate))``.
 
     ``fc1`` expands to ``mlp_ratio * dim`` channels, split into ``value``
-    and ``gate`` halves.
+    and ``gate`` halves; ``branch_merge='add'`` gives ``fc2(value +
+    gelu(gate))`` (supplement, Table 3).
     """
 
-    def __init__(self, dim: int, mlp_ratio: float) -> None:
+    def __init__(self, dim: int, mlp_ratio: float = 5.0, branch_merge: str = 'mul') -> None:
         super().__init__()
         hidden = int(mlp_ratio * dim)
         if hidden < 2 or hidden % 2:
             raise ValueError(f'mlp_ratio * dim must be an even number >= 2 (it is split in '
                              f'halves), got {mlp_ratio} * {dim} -> {hidden}')
         self.fc1 = PointwiseConv2d(dim, hidden, linear_weight=True)
-        self.fc2 = GatedProjection(hidden // 2, dim, gate_act='gelu', linear_weight=True)
+        self.fc2 = GatedProjection(hidden // 2, dim, gate_act='gelu', linear_weight=True,
+                                   merge=branch_merge)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        value, gate = self.fc1(x).chunk(2, dim=1)
+        value, gate = self.fc1(x).split(self.fc2.in_channels, dim=1)
         return self.fc2(value, gate)  # fc2(value * gelu(gate))
 
     def switch_to_deploy(self, input_scale: torch.Tensor) -> None:
@@ -160,13 +197,16 @@ class ParCNetV2Block(nn.Module):
     """Uniform local-global block: token mixer and BGU-MLP, each pre-normed, residual."""
 
     def __init__(self, dim: int, kernel_size: int, kernel_mode: str, conv_impl: str,
-                 mlp_ratio: float, drop_path: float, res_scale: bool, with_cp: bool) -> None:
+                 mlp_ratio: float, drop_path: float, res_scale: bool, with_cp: bool,
+                 mixer: str = 'parallel', branch_merge: str = 'mul',
+                 local_kernel_size: int = 7) -> None:
         super().__init__()
         self.with_cp = with_cp
         self.norm1 = L2LayerNorm(dim)
-        self.token_mixer = ParCV2Mixer(dim, kernel_size, kernel_mode, conv_impl)
+        self.token_mixer = ParCV2Mixer(dim, kernel_size, kernel_mode, conv_impl, mixer,
+                                       branch_merge, local_kernel_size)
         self.norm2 = L2LayerNorm(dim)
-        self.mlp = BifurcateGateMLP(dim, mlp_ratio)
+        self.mlp = BifurcateGateMLP(dim, mlp_ratio, branch_merge)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.res_scale1 = Scale(dim) if res_scale else nn.Identity()
         self.res_scale2 = Scale(dim) if res_scale else nn.Identity()
@@ -213,6 +253,12 @@ class ParCNetV2(BaseModule):
         conv_impl: How the oversized convolution is evaluated (``'auto'``,
             ``'direct'``, ``'toeplitz'``; see :mod:`mmparc.ops.oversized_conv`);
             results agree to float rounding.
+        mixer: How the mixer combines its oversized and local convolutions:
+            ``'parallel'`` (the paper) or an ablation of the supplement's
+            Table 2 (see :data:`MIXERS` and ``configs/ablations/``).
+        branch_merge: ``'mul'`` (the paper) or ``'add'``: how both bifurcate
+            gate units merge their branches (supplement, Table 3).
+        local_kernel_sizes: Side of the local depthwise kernel per stage (default 7).
         init_cfg: mmengine init config, e.g. ``dict(type='Pretrained',
             checkpoint=..., prefix='backbone.')``.
     """
@@ -237,6 +283,9 @@ class ParCNetV2(BaseModule):
                  gap_before_final_norm: bool = True,
                  with_cp: bool = False,
                  conv_impl: str = 'auto',
+                 mixer: str = 'parallel',
+                 branch_merge: str = 'mul',
+                 local_kernel_sizes: Optional[Sequence[int]] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.depths, self.dims = self._parse_arch(arch)
@@ -251,6 +300,16 @@ class ParCNetV2(BaseModule):
                 _is_int(k) and k > 0 and k % 2 for k in kernel_sizes):
             raise ValueError(f'kernel_sizes needs one positive odd int per stage ({num_stages}), '
                              f'got {kernel_sizes}')
+        if mixer not in MIXERS:
+            raise ValueError(f'mixer must be one of {MIXERS}, got {mixer!r}')
+        if branch_merge not in BRANCH_MERGES:
+            raise ValueError(f'branch_merge must be one of {BRANCH_MERGES}, got {branch_merge!r}')
+        local_kernel_sizes = [7] * num_stages if local_kernel_sizes is None else list(
+            local_kernel_sizes)
+        if len(local_kernel_sizes) != num_stages or not all(
+                _is_int(k) and k > 0 and k % 2 for k in local_kernel_sizes):
+            raise ValueError(f'local_kernel_sizes needs one positive odd int per stage '
+                             f'({num_stages}), got {local_kernel_sizes}')
         if _is_bool(drop_path_rate) or not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
         if not _is_int(in_channels) or in_channels < 1:
@@ -285,7 +344,8 @@ class ParCNetV2(BaseModule):
             self.stages.append(nn.Sequential(*[
                 ParCNetV2Block(self.dims[i], kernel_sizes[i], kernel_mode, conv_impl,
                                mlp_ratio, rates[start + j], res_scale=i >= num_stages - 2,
-                               with_cp=with_cp)
+                               with_cp=with_cp, mixer=mixer, branch_merge=branch_merge,
+                               local_kernel_size=local_kernel_sizes[i])
                 for j in range(self.depths[i])
             ]))
         for i in self.out_indices:

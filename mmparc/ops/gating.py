@@ -9,6 +9,11 @@ of the ~22 saved ``C``-channel maps of a block (2.5C + 2.5C in the MLP, C in
 the mixer).  Inputs are NCHW in any storage (the blocks give channel-major
 maps); the fast path's output is channels-last.  Reference:
 :func:`gated_projection_reference`.
+
+``merge='add'`` computes ``conv1x1(value + act(gate))`` instead: the
+supplementary material's Table 3 ablation, which merges the two branches
+by addition.  It is evaluated by its reference formula only (an ablation,
+not a model anyone deploys), in every mode.
 """
 import torch
 import torch.nn.functional as F
@@ -16,10 +21,17 @@ import torch.nn.functional as F
 from .dispatch import needs_grad, on_devices
 
 
+MERGES = ('mul', 'add')
+
+
 def gated_projection_reference(value: torch.Tensor, gate: torch.Tensor, weight: torch.Tensor,
-                               gelu: bool) -> torch.Tensor:
-    """``F.conv2d(value * act(gate), weight)``; ``weight`` is ``(O, I)`` or ``(O, I, 1, 1)``."""
-    hidden = value * (F.gelu(gate) if gelu else gate)
+                               gelu: bool, merge: str = 'mul') -> torch.Tensor:
+    """``F.conv2d(value * act(gate), weight)`` (``+`` for ``merge='add'``).
+
+    ``weight`` is ``(O, I)`` or ``(O, I, 1, 1)``.
+    """
+    gate = F.gelu(gate) if gelu else gate
+    hidden = value + gate if merge == 'add' else value * gate
     return F.conv2d(hidden, weight.view(weight.shape[0], weight.shape[1], 1, 1).to(hidden.dtype))
 
 
@@ -59,10 +71,13 @@ def _channel_rows(x: torch.Tensor) -> torch.Tensor:
 
 
 def gated_projection(value: torch.Tensor, gate: torch.Tensor, weight: torch.Tensor,
-                     gelu: bool) -> torch.Tensor:
-    """:func:`gated_projection_reference`; channels-last output on the fast path."""
-    if not on_devices(value, ('cpu', 'cuda')) or value.shape != gate.shape:
-        return gated_projection_reference(value, gate, weight, gelu)
+                     gelu: bool, merge: str = 'mul') -> torch.Tensor:
+    """:func:`gated_projection_reference`; channels-last output on the fast path (``'mul'``)."""
+    if merge not in MERGES:
+        raise ValueError(f'merge must be one of {MERGES}, got {merge!r}')
+    if (merge != 'mul' or not on_devices(value, ('cpu', 'cuda'))
+            or value.shape != gate.shape):
+        return gated_projection_reference(value, gate, weight, gelu, merge)
     batch, _, height, width = value.shape
     a, b = _channel_rows(value), _channel_rows(gate.to(value.dtype))
     matrix = weight.flatten(1)

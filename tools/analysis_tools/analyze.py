@@ -8,9 +8,16 @@ Classifiers are measured at 224x224, segmentors at 512x2048 (as Table 6 of
 the paper) and detectors at 800x1280 unless ``--shape H W`` is given.
 Oversized convolutions are counted as the convolutions they are (see
 :func:`mmparc.analysis.complexity`).
+
+``--paper`` prints ours beside the figures the paper prints for the model,
+read from the config's ``paper`` list (the ablation configs of the
+supplement's Tables 1-4 have one):
+
+    python tools/analysis_tools/analyze.py configs/ablations/*.py \
+        configs/imagenet21k/parcnetv2_b_in21k_ft_in1k_224.py --paper
 """
 import argparse
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -18,7 +25,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from mmparc.analysis import complexity
-from mmparc.cli import run_tool
+from mmparc.cli import ToolError, run_tool
 
 DEFAULT_SHAPES = {'mmpretrain': (224, 224), 'mmseg': (512, 2048), 'mmdet': (800, 1280)}
 
@@ -54,6 +61,22 @@ def build(config: str, overrides: Optional[dict] = None) -> Tuple[nn.Module, str
     return MODELS.build(cfg.model), scope
 
 
+PAPER_KEYS = ('table', 'row', 'params', 'macs', 'top1')
+
+
+def paper_rows(config: str) -> List[dict]:
+    """The paper's printed figures for a config's model (its ``paper`` list)."""
+    rows = Config.fromfile(config).get('paper')
+    if rows is None:
+        raise ToolError(f'{config}: has no `paper` figures; --paper needs configs that '
+                        'state them (configs/ablations/, configs/imagenet21k/)')
+    if not isinstance(rows, (list, tuple)) or not all(
+            isinstance(row, dict) and set(row) == set(PAPER_KEYS) for row in rows):
+        raise ToolError(f'{config}: `paper` must be a list of dicts with the keys '
+                        f'{PAPER_KEYS}, got {rows!r}')
+    return list(rows)
+
+
 def analyze(config: str, shape: Optional[Sequence[int]] = None) -> dict:
     model, scope = build(config)
     hw = tuple(shape) if shape else DEFAULT_SHAPES.get(scope, (224, 224))
@@ -62,12 +85,31 @@ def analyze(config: str, shape: Optional[Sequence[int]] = None) -> dict:
     return result
 
 
+def print_paper_table(configs: Sequence[str], shape: Optional[Sequence[int]]) -> None:
+    """One line per table row: the paper's params/MACs/top-1 and ours."""
+    rows = [(config, paper_rows(config)) for config in configs]  # all checked before work
+    print('| table | row | config | paper params (M) | ours (M) | paper MACs (G) | ours (G) '
+          '| paper top-1 (%) |')
+    print('| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |')
+    for config, paper in rows:
+        r = analyze(config, shape)
+        for row in paper:
+            print(f'| {row["table"]} | {row["row"]} | `{config}` | {row["params"]} | '
+                  f'{r["params"] / 1e6:.2f} | {row["macs"]} | {r["macs"] / 1e9:.2f} | '
+                  f'{row["top1"]} |', flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('configs', nargs='+')
     parser.add_argument('--shape', nargs=2, type=int, metavar=('H', 'W'))
+    parser.add_argument('--paper', action='store_true',
+                        help="print the paper's figures (the config's `paper` list) beside ours")
     args = parser.parse_args()
+    if args.paper:
+        print_paper_table(args.configs, args.shape)
+        return
     print(f'| {"config":<40} | {"input":>10} | {"params (M)":>10} | {"MACs (G)":>9} |')
     print(f'|{"-" * 42}|{"-" * 12}|{"-" * 12}|{"-" * 11}|')
     for config in args.configs:

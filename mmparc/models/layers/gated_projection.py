@@ -3,6 +3,7 @@ import torch
 import torch.nn as nn
 
 from ...ops import gated_projection
+from ...ops.gating import MERGES
 
 
 class GatedProjection(nn.Module):
@@ -18,15 +19,21 @@ class GatedProjection(nn.Module):
         gate_act: ``'gelu'`` or ``'identity'``, applied to ``gate``.
         linear_weight: Store the weight as ``(out, in)`` (an ``nn.Linear``'s,
             as the official MLP's ``fc2``) instead of ``(out, in, 1, 1)``.
+        merge: ``'mul'`` (the paper's gate) or ``'add'``: ``conv1x1(value +
+            act(gate))``, the supplement's Table 3 ablation (reference
+            formula only).
     """
 
     GATE_ACTS = ('gelu', 'identity')
 
     def __init__(self, in_channels: int, out_channels: int, gate_act: str = 'identity',
-                 linear_weight: bool = False) -> None:
+                 linear_weight: bool = False, merge: str = 'mul') -> None:
         super().__init__()
         if gate_act not in self.GATE_ACTS:
             raise ValueError(f'gate_act must be one of {self.GATE_ACTS}, got {gate_act!r}')
+        if merge not in MERGES:
+            raise ValueError(f'merge must be one of {MERGES}, got {merge!r}')
+        self.merge = merge
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.gate_act = gate_act
@@ -36,7 +43,8 @@ class GatedProjection(nn.Module):
         nn.init.kaiming_uniform_(self.weight.view(out_channels, in_channels), a=5**0.5)
 
     def forward(self, value: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-        return gated_projection(value, gate, self.weight, self.gate_act == 'gelu')
+        return gated_projection(value, gate, self.weight, self.gate_act == 'gelu', self.merge)
 
     def extra_repr(self) -> str:
-        return f'{self.in_channels}, {self.out_channels}, gate_act={self.gate_act!r}'
+        merge = '' if self.merge == 'mul' else f', merge={self.merge!r}'
+        return f'{self.in_channels}, {self.out_channels}, gate_act={self.gate_act!r}{merge}'
