@@ -218,12 +218,14 @@ def full_length(x: torch.Tensor, kernel_h: torch.Tensor, kernel_w: torch.Tensor)
 
 
 def oversized_conv2d(x, kernel_h, kernel_w, impl='auto'):
-    """The oversized convolution: the vertical, then the horizontal pass."""
-    return oversized_conv1d(oversized_conv1d(x, kernel_h, 2, impl), kernel_w, 3, impl)
+    """The oversized convolution of ``(C, K)`` kernels: the vertical, then the horizontal pass."""
+    x = oversized_conv1d(x, kernel_h[:, None, :, None], 2, impl)
+    return oversized_conv1d(x, kernel_w[:, None, None, :], 3, impl)
 
 
 def oversized_conv2d_reference(x, kernel_h, kernel_w):
-    return oversized_conv1d_reference(oversized_conv1d_reference(x, kernel_h, 2), kernel_w, 3)
+    x = oversized_conv1d_reference(x, kernel_h[:, None, :, None], 2)
+    return oversized_conv1d_reference(x, kernel_w[:, None, None, :], 3)
 
 
 @pytest.mark.parametrize('impl', ['auto', 'direct', 'toeplitz'])
@@ -249,9 +251,11 @@ def test_oversized_conv_matches_reference(monkeypatch, impl, size, memory, batch
         assert_close_scaled([fn(oversized_conv2d)(x, kernel_h, kernel_w)], [expected])
 
 
-def test_oversized_conv_rejects_other_dims():
+def test_oversized_conv_rejects_other_dims_and_kernels():
     with pytest.raises(ValueError, match='dim'):
-        oversized_conv1d(torch.randn(1, 2, 5, 5), torch.randn(2, 3), 1)
+        oversized_conv1d(torch.randn(1, 2, 5, 5), torch.randn(2, 1, 3, 1), 1)
+    with pytest.raises(ValueError, match=r'\(C, 1, 1, K\) for dim=3'):
+        oversized_conv1d(torch.randn(1, 2, 5, 5), torch.randn(2, 1, 3, 1), 3)
 
 
 def test_toeplitz_matrix_is_the_convolution():

@@ -12,10 +12,14 @@ cannot be trusted to be recorded faithfully:
   which);
 * inside :func:`reference_ops`, the explicit switch that tests, and users
   who want to check a result, use to run every op by its formula.
+
+:func:`device_paths` is the other switch: inside it, ops choose their paths
+(and device-dependent heuristics) as they would for tensors on another
+device, so the CPU test suite runs exactly the branches CUDA takes.
 """
 import contextlib
 import threading
-from typing import Iterator, Sequence
+from typing import Iterator, Optional, Sequence
 
 import torch
 
@@ -33,6 +37,27 @@ def reference_ops(enabled: bool = True) -> Iterator[None]:
         _state.reference = previous
 
 
+@contextlib.contextmanager
+def device_paths(device_type: Optional[str]) -> Iterator[None]:
+    """Choose every op's path as for tensors on ``device_type`` (``None``: their own device).
+
+    Per thread.  The computation still runs where the tensors are; only the
+    choice between fast path and reference, and device-dependent heuristics
+    such as :data:`~.oversized_conv.TOEPLITZ_MAX_RATIO`, follow ``device_type``.
+    """
+    previous = getattr(_state, 'device', None)
+    _state.device = device_type
+    try:
+        yield
+    finally:
+        _state.device = previous
+
+
+def path_device(tensor: torch.Tensor) -> str:
+    """The device type whose paths an op on ``tensor`` takes (see :func:`device_paths`)."""
+    return getattr(_state, 'device', None) or tensor.device.type
+
+
 def is_recording() -> bool:
     """Whether a tracer, scripter or compiler is recording the computation."""
     return (torch.jit.is_tracing() or torch.jit.is_scripting()
@@ -42,7 +67,7 @@ def is_recording() -> bool:
 def on_devices(tensor: torch.Tensor, devices: Sequence[str]) -> bool:
     """Whether the fast path of an op written for ``devices`` may run on ``tensor``."""
     return (not getattr(_state, 'reference', False) and not is_recording()
-            and tensor.device.type in devices)
+            and path_device(tensor) in devices)
 
 
 def needs_grad(*tensors) -> bool:

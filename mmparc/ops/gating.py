@@ -83,6 +83,7 @@ def gated_projection(value: torch.Tensor, gate: torch.Tensor, weight: torch.Tens
     matrix = weight.flatten(1)
     if needs_grad(a, b, matrix):
         out = _GatedProjection.apply(a, b, matrix, gelu)
-    else:
-        out = F.linear((a * (F.gelu(b) if gelu else b)).t(), matrix.to(a.dtype))
+    else:  # the product in place on a temporary of this op's own
+        hidden = F.gelu(b).mul_(a) if gelu else a * b
+        out = F.linear(hidden.t(), matrix.to(a.dtype))
     return out.view(batch, height, width, -1).permute(0, 3, 1, 2)

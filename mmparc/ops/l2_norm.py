@@ -28,7 +28,8 @@ def l2_layer_norm_reference(x: torch.Tensor, weight: Optional[torch.Tensor],
     """
     centred = x - x.mean(-1, keepdim=True)
     length = torch.linalg.vector_norm(centred, dim=-1, keepdim=True)
-    centred = torch.where(length < eps, centred.detach(), centred)
+    if torch.is_grad_enabled() and centred.requires_grad:  # (only the backward differs)
+        centred = torch.where(length < eps, centred.detach(), centred)
     out = centred / length.clamp_min(eps)
     if weight is not None:
         out = out * weight

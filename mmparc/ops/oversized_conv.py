@@ -29,15 +29,17 @@ import torch
 import torch.nn.functional as F
 
 from .depthwise_conv import depthwise_conv2d, depthwise_conv2d_reference, is_channel_major
-from .dispatch import needs_grad, on_devices
+from .dispatch import needs_grad, on_devices, path_device
 
 IMPLEMENTATIONS = ('auto', 'direct', 'toeplitz')
-# Measured on CPU (2 cores, fp32, forward and training step): the dense
-# product stays ahead of the depthwise convolution up to ~3x the nominal
-# multiply-adds at the detection scale; at 4x it is at par in inference and
-# still well ahead in training.  Not measured on GPU (there the same rule
-# applies until it is).
-TOEPLITZ_MAX_RATIO = 4
+# Per device type: a pass goes to GEMM while the axis is at most this many
+# times the cropped kernel.  CPU, measured (2 cores, fp32, forward and
+# training step): the dense product stays ahead of the depthwise convolution
+# up to ~3x the nominal multiply-adds at the detection scale; at 4x it is at
+# par in inference and still well ahead in training.  CUDA: NOT MEASURED yet
+# (no GPU was available); the CPU value stands in until tools/check_gpu.sh
+# has timed both forms there.  Other devices run the reference.
+TOEPLITZ_MAX_RATIO = {'cpu': 4, 'cuda': 4}
 # torch's CPU bmm falls back to a scalar loop for products under 400
 # multiply-adds (4x slower than MKL on a 7 x 7 x 7 product): shorter axes are
 # zero-padded to 8 for the Toeplitz form (and the result cropped).
@@ -91,13 +93,13 @@ def toeplitz(kernel: torch.Tensor, size: int) -> torch.Tensor:
     return kernel.unfold(1, size, 1).flip(1)
 
 
-def use_toeplitz(size: int, length: int, impl: str) -> bool:
+def use_toeplitz(size: int, length: int, impl: str, device_type: str = 'cpu') -> bool:
     """Whether a pass of a (cropped) ``length``-tap kernel along ``size`` goes to GEMM."""
     if impl not in IMPLEMENTATIONS:
         raise ValueError(f'impl must be one of {IMPLEMENTATIONS}, got {impl!r}')
     if impl != 'auto':
         return impl == 'toeplitz'
-    return size <= TOEPLITZ_MAX_RATIO * min(length, 2 * size - 1)
+    return size <= TOEPLITZ_MAX_RATIO.get(device_type, 0) * min(length, 2 * size - 1)
 
 
 def _toeplitz_product(v: torch.Tensor, matrix: torch.Tensor, dim: int) -> torch.Tensor:
@@ -172,44 +174,44 @@ def toeplitz_conv1d(v: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Te
     return _toeplitz_product(v, toeplitz(kernel.to(v.dtype), v.shape[dim]), dim)
 
 
-def _kernel_4d(kernel: torch.Tensor, dim: int) -> torch.Tensor:
-    """``(C, K)`` as a depthwise ``conv2d`` kernel along ``dim`` (2: H, 3: W)."""
-    channels, length = kernel.shape
-    return kernel.reshape((channels, 1, length, 1) if dim == 2 else (channels, 1, 1, length))
-
-
-def _check_dim(dim: int) -> None:
+def _check_kernel(weight: torch.Tensor, dim: int) -> None:
     if dim not in (2, 3):
         raise ValueError(f'dim must be 2 (H) or 3 (W) of an NCHW map, got {dim!r}')
+    if weight.dim() != 4 or weight.shape[1] != 1 or weight.shape[5 - dim] != 1:
+        axis = '(C, 1, K, 1)' if dim == 2 else '(C, 1, 1, K)'
+        raise ValueError(f'expected a depthwise kernel {axis} for dim={dim}, '
+                         f'got {tuple(weight.shape)}')
 
 
-def oversized_conv1d_reference(x: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Tensor:
-    """Depthwise 'same' ``conv2d`` of NCHW ``x`` along ``dim`` (2: H, 3: W) by ``(C, K)`` kernels."""
-    _check_dim(dim)
-    return depthwise_conv2d_reference(x, _kernel_4d(crop_kernel(kernel, x.shape[dim]), dim))
+def oversized_conv1d_reference(x: torch.Tensor, weight: torch.Tensor, dim: int) -> torch.Tensor:
+    """Depthwise 'same' ``conv2d`` of NCHW ``x`` along ``dim`` (2: H, 3: W).
+
+    ``weight`` is ``(C, 1, K, 1)`` for ``dim=2``, ``(C, 1, 1, K)`` for ``dim=3``.
+    """
+    _check_kernel(weight, dim)
+    return depthwise_conv2d_reference(x, crop_kernel(weight, x.shape[dim], dim))
 
 
-def oversized_conv1d(x: torch.Tensor, kernel: torch.Tensor, dim: int,
+def oversized_conv1d(x: torch.Tensor, weight: torch.Tensor, dim: int,
                      impl: str = 'auto') -> torch.Tensor:
     """:func:`oversized_conv1d_reference`, by GEMM or direct convolution (``impl``).
 
     NCHW ``x`` in any storage; the output keeps it.  Channel-major storage
     (how the ParCNetV2 mixer holds its maps) needs no layout copies.
     """
-    _check_dim(dim)
+    _check_kernel(weight, dim)
     size = x.shape[dim]
-    kernel = crop_kernel(kernel, size)
-    gemm = use_toeplitz(size, kernel.shape[1], impl)
+    weight = crop_kernel(weight, size, dim)
+    gemm = use_toeplitz(size, weight.shape[dim], impl, path_device(x))
     if not on_devices(x, ('cpu', 'cuda')):
-        return oversized_conv1d_reference(x, kernel, dim)
+        return depthwise_conv2d_reference(x, weight)
     channel_major = is_channel_major(x)
     if not gemm:
         if not channel_major:
-            return depthwise_conv2d(x, _kernel_4d(kernel, dim))
+            return depthwise_conv2d(x, weight)
         # Depthwise convolution with a long kernel is several times faster
         # channels-last than channel-major.
-        out = depthwise_conv2d(x.contiguous(memory_format=torch.channels_last),
-                               _kernel_4d(kernel, dim))
+        out = depthwise_conv2d(x.contiguous(memory_format=torch.channels_last), weight)
         return out.transpose(0, 1).contiguous().transpose(0, 1)
     v = x.transpose(0, 1).contiguous()  # (C, N, H, W); free for channel-major x
     pad = max(TOEPLITZ_MIN_SIZE - size, 0)
@@ -217,7 +219,7 @@ def oversized_conv1d(x: torch.Tensor, kernel: torch.Tensor, dim: int,
         # Zeros beyond the map are what 'same' padding reads; the extra
         # outputs are cropped.
         v = F.pad(v, (0, pad) if dim == 3 else (0, 0, 0, pad))
-    v = toeplitz_conv1d(v, kernel, dim)
+    v = toeplitz_conv1d(v, weight.flatten(1), dim)
     if pad:
         v = v.narrow(dim, 0, size).contiguous()
     out = v.transpose(0, 1)

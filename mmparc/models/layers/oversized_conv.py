@@ -54,11 +54,12 @@ class OversizedConv1d(nn.Conv2d):
         self.deploy_size: Optional[int] = None
 
     def kernel(self, size: int) -> torch.Tensor:
-        """The ``(C, K)`` kernel applied along an axis of ``size``."""
-        kernel = self.weight.flatten(1)
-        if self.kernel_mode == 'global':
-            kernel = resample_kernel(kernel, 2 * size - 1)
-        return kernel
+        """The kernel applied along an axis of ``size``, in the weight's layout."""
+        if self.kernel_mode == 'fixed':
+            return self.weight
+        kernel = resample_kernel(self.weight.flatten(1), 2 * size - 1)
+        return kernel.view(self.out_channels, 1, -1, 1) if self.dim == 2 else kernel.view(
+            self.out_channels, 1, 1, -1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[self.dim]
@@ -71,12 +72,10 @@ class OversizedConv1d(nn.Conv2d):
     @torch.no_grad()
     def switch_to_deploy(self, size: int) -> None:
         """Resolve the kernel for maps of ``size`` along the axis, once: resampled, cropped."""
-        kernel = crop_kernel(self.kernel(size), size)
-        length = kernel.shape[1]
-        shape = (self.out_channels, 1, length, 1) if self.dim == 2 else (self.out_channels, 1, 1,
-                                                                           length)
-        self.weight = nn.Parameter(kernel.reshape(shape).contiguous(), requires_grad=False)
-        self.kernel_size = tuple(shape[2:])
+        kernel = crop_kernel(self.kernel(size), size, self.dim)
+        length = kernel.shape[self.dim]
+        self.weight = nn.Parameter(kernel.contiguous(), requires_grad=False)
+        self.kernel_size = tuple(kernel.shape[2:])
         self.padding = (length // 2, 0) if self.dim == 2 else (0, length // 2)
         self.kernel_mode = 'fixed'
         self.deploy_size = size
@@ -122,7 +121,7 @@ class OversizedConv2d(nn.Module):
 
     def kernels(self, height: int, width: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """The ``(C, K)`` vertical and horizontal kernels applied to a ``height x width`` map."""
-        return self.conv_h.kernel(height), self.conv_w.kernel(width)
+        return self.conv_h.kernel(height).flatten(1), self.conv_w.kernel(width).flatten(1)
 
     def switch_to_deploy(self, map_size: Tuple[int, int]) -> None:
         """Resolve both kernels for ``map_size`` maps."""
