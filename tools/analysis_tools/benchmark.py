@@ -17,6 +17,12 @@ gives medians and their ratios.  Peak memory of a training step is measured
 in a fresh process per model (peak RSS growth during the step, with glibc's
 mmap threshold pinned so that freed blocks leave the RSS).
 
+On a GPU (``--device cuda``) the clock is the wall clock after
+``torch.cuda.synchronize()``, ``--dtypes fp16 bf16`` time the same steps
+under ``torch.autocast`` (fp32 is no autocast), the default configurations
+are the GPU ones (224 b64, 800x1216 b2), and the RSS memory probes are
+skipped (they measure host memory).
+
 Writes ``benchmark.json`` and ``benchmark.png`` to ``--out``.
 """
 import argparse
@@ -48,6 +54,10 @@ CONFIGS = (('224 b1', 1, 224, 224, (15, 7)),
            ('512 b1', 1, 512, 512, (5, 3)))
 QUICK_CONFIGS = (('224 b1', 1, 224, 224, (5, 2)),
                  ('800x1216 b1', 1, 800, 1216, (2, 1)))
+# The default on a GPU: the sizes one GPU trains with (classification, detection).
+GPU_CONFIGS = (('224 b64', 64, 224, 224, (20, 10)),
+               ('800x1216 b2', 2, 800, 1216, (20, 10)))
+DTYPES = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 MEMORY_CONFIG = '800x1216 b1'
 
 
@@ -63,8 +73,11 @@ def load_reference():
 class Bench:
     """One backbone: ``step(x, train)`` runs a forward pass or a training step."""
 
-    def __init__(self, name: str, arch: str) -> None:
+    def __init__(self, name: str, arch: str, device: torch.device = torch.device('cpu'),
+                 dtype: str = 'fp32') -> None:
         self.name = name
+        self.device = device
+        self.autocast = DTYPES[dtype]
         ref = load_reference()
         self.depths = ref.ARCHS[arch][0]
         if name == 'convnext':
@@ -82,9 +95,11 @@ class Bench:
         else:
             self.ref = ref
             self.interpolate = name == 'official-global'
-            self.params = {k: v.clone().requires_grad_(True)
+            self.params = {k: v.to(device).requires_grad_(True)
                            for k, v in official_weights(ref, arch).items()}
             self.model = None
+        if self.model is not None:
+            self.model.to(device)
 
     def parameters(self) -> List[torch.Tensor]:
         if self.model is None:
@@ -92,10 +107,12 @@ class Bench:
         return list(self.model.parameters())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.model is None:
-            return self.ref.dense(self.params, x, self.depths, (3, ), self.interpolate,
-                                  prefix='')[0]
-        return self.model(x)[-1]
+        with torch.autocast(self.device.type, dtype=self.autocast,
+                            enabled=self.autocast is not None):
+            if self.model is None:
+                return self.ref.dense(self.params, x, self.depths, (3, ), self.interpolate,
+                                      prefix='')[0]
+            return self.model(x)[-1]
 
     def step(self, x: torch.Tensor, train: bool) -> None:
         if not train:
@@ -137,7 +154,7 @@ def time_config(benches: Dict[str, Bench], batch: int, height: int, width: int, 
     again: its one (warm-up) call is its sample, marked ``single``.
     """
     torch.manual_seed(0)
-    x = torch.randn(batch, 3, height, width)
+    x = torch.randn(batch, 3, height, width).to(next(iter(benches.values())).device)
     samples: Dict[str, List[float]] = {}
     single = set()
     for name, bench in benches.items():
@@ -159,6 +176,14 @@ def time_config(benches: Dict[str, Bench], batch: int, height: int, width: int, 
     return {name: {'median_s': statistics.median(s), 'min_s': min(s), 'samples_s': s,
                    'single': name in single}
             for name, s in samples.items()}
+
+
+def synchronized_clock(device: torch.device) -> Callable[[], float]:
+    """Wall clock read after the GPU's queued kernels finished (they run asynchronously)."""
+    def clock() -> float:
+        torch.cuda.synchronize(device)
+        return time.perf_counter()
+    return clock
 
 
 def probe_memory(arch: str, name: str, batch: int, height: int, width: int,
@@ -202,13 +227,13 @@ def fmt_ms(entry: Optional[dict]) -> str:
 
 
 def table(results: List[dict], names: Sequence[str], arch: str) -> str:
-    head = (f"{'config':<12} {'mode':<8}"
+    head = (f"{'config':<17} {'mode':<8}"
             + ''.join(f' {LABELS[n] + " ms":>18}' for n in names)
             + f" {'fixed/CNX':>9} {'global/CNX':>10} {'off/fixed':>9} {'off/global':>10}")
     lines = [head, '-' * len(head)]
     for r in results:
         t = r['timings']
-        row = f"{r['config']:<12} {r['mode']:<8}" + ''.join(f' {fmt_ms(t.get(n)):>18}'
+        row = f"{r['config']:<17} {r['mode']:<8}" + ''.join(f' {fmt_ms(t.get(n)):>18}'
                                                             for n in names)
         ratios = [ratio(t, 'fixed', 'convnext'), ratio(t, 'global', 'convnext'),
                   ratio(t, 'official-fixed', 'fixed'), ratio(t, 'official-global', 'global')]
@@ -297,7 +322,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--clock', choices=['auto', 'cpu', 'wall'], default='auto',
                         help='cpu: process CPU time, which leaves out the time other jobs '
                              'hold the core (the default with one thread); wall otherwise')
-    parser.add_argument('--configs', nargs='*', help='subset of config names, e.g. "224 b1"')
+    parser.add_argument('--configs', nargs='*',
+                        help='subset of config names, e.g. "224 b1" (GPU ones: "224 b64", '
+                             '"800x1216 b2")')
+    parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    parser.add_argument('--dtypes', nargs='+', default=['fp32'], choices=list(DTYPES),
+                        help='fp32 (no autocast) and/or torch.autocast in fp16 / bf16')
     parser.add_argument('--modes', nargs='*', default=['forward', 'train'],
                         choices=['forward', 'train'])
     parser.add_argument('--models', nargs='*', default=list(MODELS), choices=MODELS)
@@ -319,35 +349,55 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.probe:
         run_probe(args)
         return {}
-    configs = QUICK_CONFIGS if args.quick else CONFIGS
+    device = torch.device(args.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('benchmark.py: --device cuda, but torch sees no CUDA device')
+    if device.type == 'cuda' and args.clock == 'cpu':
+        raise SystemExit('benchmark.py: --clock cpu does not time GPU work; use wall')
+    configs = QUICK_CONFIGS if args.quick else (GPU_CONFIGS if device.type == 'cuda'
+                                                else CONFIGS)
     if args.configs:
-        configs = [c for c in CONFIGS if c[0] in args.configs]
+        known = {c[0] for c in CONFIGS + GPU_CONFIGS}
+        unknown = [c for c in args.configs if c not in known]
+        if unknown:
+            raise SystemExit(f'benchmark.py: unknown --configs {unknown}; known: {sorted(known)}')
+        configs = [c for c in CONFIGS + GPU_CONFIGS if c[0] in args.configs]
     clock_name = args.clock
     if clock_name == 'auto':
-        clock_name = 'cpu' if torch.get_num_threads() == 1 else 'wall'
-    clock = time.process_time if clock_name == 'cpu' else time.perf_counter
+        clock_name = 'cpu' if torch.get_num_threads() == 1 and device.type == 'cpu' else 'wall'
+    clock = (synchronized_clock(device) if device.type == 'cuda'
+             else time.process_time if clock_name == 'cpu' else time.perf_counter)
     names = [n for n in MODELS if n in args.models]
-    benches = {n: Bench(n, args.arch) for n in names}
-    agreement = check_agreement(benches, torch.randn(1, 3, 224, 224))
+    benches = {n: Bench(n, args.arch, device) for n in names}
+    agreement = check_agreement(benches, torch.randn(1, 3, 224, 224, device=device))
+    where = (platform.processor() or platform.machine() if device.type == 'cpu'
+             else torch.cuda.get_device_name(device))
     print(f'torch {torch.__version__}, {torch.get_num_threads()} thread(s), {clock_name} clock, '
-          f'{platform.processor() or platform.machine()}; max |mmparc - official| at 224: '
+          f'{where}; max |mmparc - official| at 224: '
           + ', '.join(f'{k} {v:.1e}' for k, v in agreement.items()), flush=True)
 
     results = []
-    for config, batch, height, width, repeats in configs:
-        for mode in args.modes:
-            train = mode == 'train'
-            count = max(1, round(repeats[train] * args.repeat_scale))
-            timings = time_config(benches, batch, height, width, train, count, args.max_call,
-                                  clock)
-            results.append({'config': config, 'batch': batch, 'height': height, 'width': width,
-                            'mode': mode, 'repeats': count, 'timings': timings})
-            print(f'{config:<12} {mode:<8} '
-                  + ' '.join(f'{n}={fmt_ms(timings[n])}ms' for n in names), flush=True)
+    for dtype in args.dtypes:
+        for bench in benches.values():
+            bench.autocast = DTYPES[dtype]
+        for config, batch, height, width, repeats in configs:
+            # fp32 rows keep the plain config name (the targets look them up)
+            label = config if dtype == 'fp32' else f'{config} {dtype}'
+            for mode in args.modes:
+                train = mode == 'train'
+                count = max(1, round(repeats[train] * args.repeat_scale))
+                timings = time_config(benches, batch, height, width, train, count,
+                                      args.max_call, clock)
+                results.append({'config': label, 'batch': batch, 'height': height,
+                                'width': width, 'dtype': dtype, 'mode': mode,
+                                'repeats': count, 'timings': timings})
+                print(f'{label:<17} {mode:<8} '
+                      + ' '.join(f'{n}={fmt_ms(timings[n])}ms' for n in names), flush=True)
 
     memory: Dict[str, dict] = {}
     memory_config = next((c for c in configs if c[0] == MEMORY_CONFIG), None)
-    if not args.no_memory and memory_config and 'train' in args.modes:
+    if (not args.no_memory and memory_config and 'train' in args.modes
+            and device.type == 'cpu' and args.dtypes == ['fp32']):
         _, batch, height, width, _ = memory_config
         for name in [n for n in names if not n.startswith('official')]:
             memory[name] = probe_memory(args.arch, name, batch, height, width,
@@ -369,6 +419,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = {'torch': torch.__version__, 'threads': torch.get_num_threads(), 'clock': clock_name,
+               'device': str(device) if device.type == 'cpu' else torch.cuda.get_device_name(device),
                'arch': args.arch, 'agreement_max_abs': agreement, 'results': results,
                'memory': memory, 'targets': [{'target': label, 'met': ok, 'figures': text}
                                              for label, ok, text in checks],
