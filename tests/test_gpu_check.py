@@ -133,3 +133,73 @@ def test_benchmark_bad_options(args, message, tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith(message), proc.stderr[-2000:]
     assert not (tmp_path / 'benchmark.json').exists()
+
+
+# ------------------------------------------- tools/setup_env.sh: the mmcv plan
+def _setup_dry_run(tmp_path, **env_vars):
+    """``MMPARC_SETUP_DRY_RUN=1 tools/setup_env.sh``: the mmcv decision, nothing built."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('FORCE_CUDA', 'CUDA_HOME', 'TORCH_CUDA_ARCH_LIST')}
+    env.update(MMPARC_SETUP_DRY_RUN='1', MMPARC_VENV=str(Path(sys.executable).parents[1]),
+               MMPARC_CACHE=str(tmp_path / 'cache'), **env_vars)
+    proc = subprocess.run(['bash', str(ROOT / 'tools/setup_env.sh')], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert not (tmp_path / 'cache').exists()  # a dry run creates nothing
+    return proc
+
+
+def _cpu_key(tmp_path) -> str:
+    tag = torch.__version__.replace('+', '_')
+    abi = f'cp{sys.version_info[0]}{sys.version_info[1]}'
+    return f'{tmp_path}/cache/wheels/mmcv-2.1.0-torch{tag}-{abi}'
+
+
+@NO_CUDA
+def test_setup_env_without_gpu_keeps_the_cpu_build(tmp_path):
+    """No GPU: CPU ops under the key the CPU wheel always had, toolkit or not."""
+    proc = _setup_dry_run(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ['[setup dry-run] mmcv 2.1.0 ops: cpu',
+                                        f'[setup dry-run] mmcv wheel cache: {_cpu_key(tmp_path)}']
+
+
+def _fake_nvcc(tmp_path, release: str) -> str:
+    home = tmp_path / f'cuda-{release}'
+    (home / 'bin').mkdir(parents=True)
+    nvcc = home / 'bin' / 'nvcc'
+    nvcc.write_text(f'#!/bin/sh\necho "Cuda compilation tools, release {release}, V{release}.1"\n')
+    nvcc.chmod(0o755)
+    return str(home)
+
+
+@pytest.mark.skipif(not torch.version.cuda, reason='a CPU-only torch build')
+def test_setup_env_force_cuda_has_its_own_key(tmp_path):
+    """FORCE_CUDA=1 with the toolkit torch was built with: a CUDA build, cached
+    apart from the CPU wheel, under the toolkit release (and arch list)."""
+    release = torch.version.cuda
+    home = _fake_nvcc(tmp_path, release)
+    proc = _setup_dry_run(tmp_path, FORCE_CUDA='1', CUDA_HOME=home,
+                          TORCH_CUDA_ARCH_LIST='8.0 9.0+PTX')
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        f'[setup dry-run] mmcv 2.1.0 ops: cuda (CUDA {release}, FORCE_CUDA=1)',
+        f'[setup dry-run] mmcv wheel cache: {_cpu_key(tmp_path)}-cuda{release}-arch8.0_9.0+PTX']
+    proc = _setup_dry_run(tmp_path, FORCE_CUDA='0', CUDA_HOME=home)
+    assert proc.stdout.splitlines()[0] == '[setup dry-run] mmcv 2.1.0 ops: cpu'
+
+
+def test_setup_env_refuses_a_cuda_build_it_cannot_make(tmp_path):
+    mismatched = _fake_nvcc(tmp_path, '11.8')
+    cases = [
+        (dict(FORCE_CUDA='1', CUDA_HOME=mismatched),
+         'is CUDA 11.8 but torch was built with CUDA' if torch.version.cuda
+         else 'is a CPU-only build'),
+        (dict(FORCE_CUDA='1', CUDA_HOME=str(tmp_path / 'none'), PATH='/usr/bin:/bin'),
+         'FORCE_CUDA=1 needs a CUDA toolkit'),
+        (dict(FORCE_CUDA='yes'), "FORCE_CUDA must be 0 or 1 (or unset), got 'yes'"),
+    ]
+    for env_vars, message in cases:
+        proc = _setup_dry_run(tmp_path, **env_vars)
+        assert proc.returncode == 1 and proc.stdout == '', env_vars
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (env_vars, proc.stderr)
