@@ -270,3 +270,72 @@ def convert_file(src: str, dst: str, target: Optional[str] = None,
         torch.save({'state_dict': state, 'meta': {'converted_from': str(src),
                                                   'target': target or 'auto'}}, tmp)
     return state
+
+
+# ------------------------------------------------ ImageNet-21K head -> 1K
+def class_indices(source: List[str], target: List[str]) -> List[int]:
+    """Where each ``target`` class (e.g. a WordNet id) sits in the ``source`` classes."""
+    where = {name: i for i, name in enumerate(source)}
+    if len(where) != len(source):
+        raise ValueError('the source class list repeats a class')
+    missing = [name for name in target if name not in where]
+    if missing:
+        more = f' and {len(missing) - 3} more' if len(missing) > 3 else ''
+        raise ValueError(f'{len(missing)} target classes are not source classes: '
+                         f'{missing[:3]}{more}')
+    return [where[name] for name in target]
+
+
+def select_head_classes(state: Mapping[str, torch.Tensor], indices: List[int],
+                        prefix: str = 'head.fc.') -> Dict[str, torch.Tensor]:
+    """``state`` with the linear head reduced to the rows of ``indices``.
+
+    An ImageNet-21K classifier's head holds a row for every ImageNet-1K class
+    (1K is a subset of 21K): keeping those rows, in 1K order, gives a 1K
+    classifier without fine-tuning (supplement Table 4's model evaluated
+    before its 1K fine-tuning), or a 1K head to start fine-tuning from.
+    """
+    weight, bias = f'{prefix}weight', f'{prefix}bias'
+    if weight not in state:
+        raise ValueError(f'no {weight} in the checkpoint (keys like {sorted(state)[:3]})')
+    rows = state[weight].shape[0]
+    if not indices or not all(0 <= i < rows for i in indices):
+        raise ValueError(f'class indices must be in [0, {rows}) for a {rows}-class head')
+    out = OrderedDict(state)
+    index = torch.tensor(indices)
+    out[weight] = state[weight][index].clone()
+    if bias in state:
+        out[bias] = state[bias][index].clone()
+    return out
+
+
+def _read_classes(path: str) -> List[str]:
+    try:
+        with open(path) as f:
+            names = [line.split()[0] for line in f if line.strip()]
+    except OSError as err:
+        raise CheckpointError(f'{path}: cannot read the class list ({err.strerror})') from None
+    if not names:
+        raise CheckpointError(f'{path}: the class list is empty')
+    return names
+
+
+def convert_head_file(src: str, dst: str, source_classes: str, target_classes: str,
+                      prefix: str = 'head.fc.') -> Dict[str, torch.Tensor]:
+    """Write ``src`` with its head reduced to ``target_classes`` (files, one class a line)."""
+    check_output_file(dst)
+    source, target = _read_classes(source_classes), _read_classes(target_classes)
+    checkpoint = load_checkpoint_file(src, 'cpu')
+    try:
+        state = unwrap_state_dict(checkpoint)
+        rows = state.get(f'{prefix}weight')
+        if rows is not None and rows.shape[0] != len(source):
+            raise ValueError(f'its head has {rows.shape[0]} classes, {source_classes} lists '
+                             f'{len(source)}')
+        out = select_head_classes(state, class_indices(source, target), prefix)
+    except ValueError as err:
+        raise CheckpointError(f'{src}: {err}') from None
+    with atomic_output_file(dst) as tmp:
+        torch.save({'state_dict': out, 'meta': {'converted_from': str(src),
+                                                'classes': str(target_classes)}}, tmp)
+    return out

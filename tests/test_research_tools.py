@@ -274,3 +274,30 @@ def test_upernet_test_pipelines_resize_to_multiples_of_32(tmp_path):
         assert out['data_samples'].gt_sem_seg.data.shape[1:] == (333, 517)  # original maps
     tta = cfg.tta_pipeline[1].transforms
     assert [t.type for t in tta[1]] == ['ResizeToMultiple'] and tta[1][0].size_divisor == 32
+
+
+def test_in21k_head_reduced_to_in1k_classes(tmp_path):
+    """The 1K rows of a 21K head, in 1K order; a class the head lacks is one error line."""
+    torch.manual_seed(0)
+    source = [f'n{i:08d}' for i in range(7)]
+    target = ['n00000005', 'n00000001', 'n00000003']
+    state = {'backbone.w': torch.randn(3), 'head.fc.weight': torch.randn(7, 4),
+             'head.fc.bias': torch.randn(7)}
+    torch.save({'state_dict': state, 'meta': {}}, tmp_path / 'in21k.pth')
+    (tmp_path / 'src.txt').write_text('\n'.join(f'{c} name {i}' for i, c in enumerate(source)))
+    (tmp_path / 'dst.txt').write_text('\n'.join(target) + '\n')
+    tool = 'tools/model_converters/in21k_head_to_in1k.py'
+    result = run_tool(tool, tmp_path / 'in21k.pth', tmp_path / 'in1k.pth', '--source-classes',
+                      tmp_path / 'src.txt', '--target-classes', tmp_path / 'dst.txt')
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = torch.load(tmp_path / 'in1k.pth', weights_only=True)['state_dict']
+    torch.testing.assert_close(out['head.fc.weight'], state['head.fc.weight'][[5, 1, 3]])
+    torch.testing.assert_close(out['head.fc.bias'], state['head.fc.bias'][[5, 1, 3]])
+    torch.testing.assert_close(out['backbone.w'], state['backbone.w'])
+
+    (tmp_path / 'bad.txt').write_text('n00000001\nn09999999\n')
+    result = run_tool(tool, tmp_path / 'in21k.pth', tmp_path / 'bad.pth', '--source-classes',
+                      tmp_path / 'src.txt', '--target-classes', tmp_path / 'bad.txt')
+    assert result.returncode == 1 and not (tmp_path / 'bad.pth').exists()
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'n09999999' in lines[0] and 'in21k.pth' in lines[0], lines
