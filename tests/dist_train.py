@@ -38,7 +38,6 @@ CPU shims, all confined to this script (the package is not patched):
 """
 import copy
 import json
-import os
 import random
 import sys
 from pathlib import Path
@@ -66,7 +65,7 @@ def seed_all(seed: int) -> None:
 
 
 def make_cfg(kind: str, data_root: str, work_dir: Path, distributed: bool,
-             kernel_mode: str = 'fixed', frozen_stages: int = 0, sync_bn: bool = False):
+             kernel_mode: str = 'fixed', frozen_stages: int = 0, sync_bn: bool = False) -> Any:
     """The quickstart config with only the run length, loaders and CPU settings changed."""
     from mmengine.config import Config
     cfg = Config.fromfile(str(CONFIGS[kind]))
@@ -111,7 +110,7 @@ def make_cfg(kind: str, data_root: str, work_dir: Path, distributed: bool,
     return cfg
 
 
-def build_runner(cfg):
+def build_runner(cfg: Any) -> Any:
     """A Runner whose process-group set-up skips ``torch.cuda.set_device`` (shim 1)."""
     from mmengine.runner import Runner
     with mock.patch('torch.cuda.set_device', lambda device: None):
@@ -119,6 +118,7 @@ def build_runner(cfg):
 
 
 def frozen_snapshot(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    """Copies of the parameters that do not train (the frozen stages')."""
     return {n: p.detach().clone() for n, p in module.named_parameters() if not p.requires_grad}
 
 
@@ -180,7 +180,7 @@ def params_equal_across_ranks(module: torch.nn.Module) -> bool:
     return all(torch.equal(gathered[0], g) for g in gathered[1:])
 
 
-def fixed_batches(runner, per_rank: int, world_size: int) -> List[Dict[str, Any]]:
+def fixed_batches(runner: Any, per_rank: int, world_size: int) -> List[Dict[str, Any]]:
     """One batch per rank from the first training items, identical in every process."""
     from mmengine.dataset import pseudo_collate
     dataset = runner.train_dataloader.dataset
@@ -189,7 +189,7 @@ def fixed_batches(runner, per_rank: int, world_size: int) -> List[Dict[str, Any]
     return [pseudo_collate(items[r * per_rank:(r + 1) * per_rank]) for r in range(world_size)]
 
 
-def loss_of(model, data: Dict[str, Any]) -> torch.Tensor:
+def loss_of(model: torch.nn.Module, data: Dict[str, Any]) -> torch.Tensor:
     """The forward half of ``train_step``: preprocess, loss mode, parse losses."""
     module = getattr(model, 'module', model)
     data = module.data_preprocessor(data, True)
@@ -199,15 +199,17 @@ def loss_of(model, data: Dict[str, Any]) -> torch.Tensor:
 
 
 def grads_of(module: torch.nn.Module) -> Dict[str, Optional[torch.Tensor]]:
+    """Copies of the trainable parameters' gradients (None: no gradient arrived)."""
     return {n: (None if p.grad is None else p.grad.detach().clone())
             for n, p in module.named_parameters() if p.requires_grad}
 
 
 def max_diff(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> float:
+    """Largest elementwise difference over all tensors of ``a``."""
     return max(float((a[n] - b[n]).abs().max()) for n in a)
 
 
-def sync_step(runner, cfg, per_rank: int) -> Dict[str, Any]:
+def sync_step(runner: Any, cfg: Any, per_rank: int) -> Dict[str, Any]:
     """One step, rank r on batch r, against one process accumulating all batches.
 
     DDP averages the ranks' gradients, so its step must equal one process
@@ -232,8 +234,9 @@ def sync_step(runner, cfg, per_rank: int) -> Dict[str, Any]:
     optim_wrapper.step()
     optim_wrapper.zero_grad()
     after_ddp = {n: p.detach().clone() for n, p in ddp.module.named_parameters()}
-    report: Dict[str, Any] = dict(params_without_grad=no_grad,
-                                  rank_params_equal_after_step=params_equal_across_ranks(ddp.module))
+    report: Dict[str, Any] = dict(
+        params_without_grad=no_grad,
+        rank_params_equal_after_step=params_equal_across_ranks(ddp.module))
     if rank != 0:
         return report
     reference = before
@@ -262,15 +265,18 @@ def sync_step(runner, cfg, per_rank: int) -> Dict[str, Any]:
     return report
 
 
-def syncbn_under_gloo(kind: str, data_root: str, work_dir: Path) -> Optional[str]:
-    """Train-mode loss of the unmodified config (SyncBN heads) inside the gloo group."""
-    from mmengine.registry import MODELS
-    cfg = make_cfg(kind, data_root, work_dir / 'syncbn', True, sync_bn=True)
-    runner_cfg_model = copy.deepcopy(cfg.model)
-    model = MODELS.build(runner_cfg_model)
-    model.train()
+def syncbn_under_gloo(data_root: str, work_dir: Path) -> Optional[str]:
+    """Train-mode loss of the UperNet config as it is (SyncBN heads) inside the gloo group.
+
+    Returns torch's error message, or None if SyncBN trained on CPU tensors.
+    """
     from mmengine.dataset import pseudo_collate
+    from mmengine.registry import MODELS, init_default_scope
     from mmseg.registry import DATASETS
+    init_default_scope('mmseg')
+    cfg = make_cfg('seg', data_root, work_dir / 'syncbn', True, sync_bn=True)
+    model = MODELS.build(cfg.model)
+    model.train()
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
     try:
         loss_of(model, pseudo_collate([dataset[0], dataset[1]]))
@@ -280,20 +286,18 @@ def syncbn_under_gloo(kind: str, data_root: str, work_dir: Path) -> Optional[str
 
 
 def distributed_main(kind: str, data_root: str, work_dir: Path) -> None:
-    from mmengine.registry import init_default_scope
+    """Three trainings (the configs' mode, 'global' kernels, frozen stages), the
+    synchronisation step after the first, and for UperNet the SyncBN probe."""
     report: Dict[str, Any] = {'runs': {}}
     runs = [('fixed', 'fixed', 0), ('global', 'global', 0), ('frozen', 'fixed', 2)]
-    runner = cfg = None
     for name, kernel_mode, frozen_stages in runs:
         runner, run_report = train_run(kind, data_root, work_dir / name, kernel_mode,
                                        frozen_stages)
         report['runs'][name] = run_report
         if name == 'fixed':
-            cfg = runner.cfg
-            report['sync_step'] = sync_step(runner, cfg, PER_RANK[kind])
+            report['sync_step'] = sync_step(runner, runner.cfg, PER_RANK[kind])
     if kind == 'seg':
-        init_default_scope('mmseg')
-        report['syncbn_error'] = syncbn_under_gloo(kind, data_root, work_dir)
+        report['syncbn_error'] = syncbn_under_gloo(data_root, work_dir)
     if torch.distributed.get_rank() == 0:
         (work_dir / 'report.json').write_text(json.dumps(report, indent=1))
     torch.distributed.barrier()

@@ -419,7 +419,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = {'torch': torch.__version__, 'threads': torch.get_num_threads(), 'clock': clock_name,
-               'device': str(device) if device.type == 'cpu' else torch.cuda.get_device_name(device),
+               'device': where if device.type == 'cuda' else 'cpu',
                'arch': args.arch, 'agreement_max_abs': agreement, 'results': results,
                'memory': memory, 'targets': [{'target': label, 'met': ok, 'figures': text}
                                              for label, ok, text in checks],
