@@ -7,14 +7,16 @@ exported file directly, so a wrong comparison inside the tool cannot make
 these tests pass.  Errors are judged relative to the outputs' scale.
 
 Cases: the t classifier in ``fixed`` mode at 224x224 (the training size), the
-t classifier in ``global`` mode at 192x256 and the t backbone (all four
+t classifier in ``global`` mode at 160x192 and the t backbone (all four
 stages, official det/seg weights layout) in ``global`` mode at 320x480.  At
 224 the global kernels (``2H - 1`` taps) are the stored ones, so a global
-case only tests kernel resampling at another, here non-square, size; each
-global case checks that its size gives kernels other than the stored ones
-and that the graph follows the global model, not the fixed one.  Each graph
-is exported with batch 1 and run with batch 2 (dynamic batch axis).
+case only tests kernel resampling at another, here non-square, size: each
+global case checks that its size gives kernels other than the stored ones,
+and the classifier's that the fixed-mode model is far from the graph's
+outputs.  Each graph is exported with batch 1 and run with batch 2
+(dynamic batch axis).
 """
+import copy
 import importlib.util
 import os
 import sys
@@ -35,16 +37,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_T = os.path.join(ROOT, 'configs', 'imagenet_parcnetv2_t.py')
 # onnxruntime vs PyTorch: max |diff| over max |PyTorch output|, per output.
 # Measured ~1e-6 (float32 rounding of the merged kernels); 1e-4 leaves a wide
-# margin and is still far below what a wrong kernel does (see MODE_GAP).
+# margin and is still far below what a wrong kernel does (see DISTINCT).
 RTOL = 1e-4
-# In the global cases the fixed-mode model must differ from the global one by
-# at least this many tolerances, or the case would not tell the modes apart.
-MODE_GAP = 100
+# Outputs that must differ (the fixed and the global model in the global
+# cases, the two images of a batch) differ by at least this many tolerances,
+# or a case could not tell them apart.
+DISTINCT = 100
 # What a fixed-size ParCNetV2 graph is made of: nothing that reads shapes
 # (Shape, Gather, Reshape, Range, ...), resamples kernels (Resize) or builds
-# Toeplitz matrices (Einsum, Where).
+# Toeplitz matrices (Einsum, Where).  Split (into the gate units' value and
+# gate halves) has constant sizes; Identity is the exporter's alias of a
+# shared initializer.
 ALLOWED_OPS = {'Conv', 'MatMul', 'Gemm', 'Add', 'Sub', 'Mul', 'Div', 'Erf', 'Transpose',
-               'ReduceMean', 'ReduceL2', 'Clip', 'Constant', 'LayerNormalization'}
+               'ReduceMean', 'ReduceL2', 'Clip', 'Constant', 'LayerNormalization', 'Split',
+               'Identity'}
 
 
 @pytest.fixture(scope='module')
@@ -57,21 +63,42 @@ def tool() -> ModuleType:
 
 
 @pytest.fixture(scope='module')
-def checkpoints(tmp_path_factory):
-    """Random official-like weights: a t classifier and a t det/seg backbone."""
+def checkpoints(tmp_path_factory) -> Dict[str, Tuple[str, Dict[str, torch.Tensor]]]:
+    """``kind -> (path, state dict)``: random official-like weights of a t
+    classifier and of a t det/seg model (``backbone.*`` keys)."""
     root = tmp_path_factory.mktemp('ckpt')
-    cls = str(root / 'cls_t.pth')
-    torch.save({'state_dict': convert_official(ref.random_official_state_dict('t', seed=2),
-                                               'classifier')}, cls)
-    dense = str(root / 'det_t.pth')
-    state = ref.random_official_state_dict('t', dense_prefix='backbone.', seed=4)
-    torch.save({'state_dict': convert_official(state, 'model')}, dense)
-    return {'classifier': cls, 'backbone': dense}
+    states = {
+        'classifier': convert_official(ref.random_official_state_dict('t', seed=2), 'classifier'),
+        'backbone': convert_official(
+            ref.random_official_state_dict('t', dense_prefix='backbone.', seed=4), 'model'),
+    }
+    paths = {kind: str(root / f'{kind}_t.pth') for kind in states}
+    for kind, state in states.items():
+        torch.save({'state_dict': state}, paths[kind])
+    return {kind: (paths[kind], states[kind]) for kind in states}
 
 
 # ------------------------------------------------- the PyTorch side, built here
-def reference_model(checkpoint: str, kernel_mode: str, backbone: bool = False) -> torch.nn.Module:
-    """The t model of CONFIG_T with ``checkpoint`` loaded strictly, in eval mode.
+@pytest.fixture(scope='module')
+def reference(checkpoints):
+    """``(kind, kernel_mode) -> model``: the PyTorch side, built once per kind
+    and mode by :func:`reference_model` (not by the tool)."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(CONFIG_T)  # read once: resolving its mmpretrain base takes a while
+    models = {}
+
+    def get(kind: str, kernel_mode: str) -> torch.nn.Module:
+        if (kind, kernel_mode) not in models:
+            models[kind, kernel_mode] = reference_model(copy.deepcopy(cfg), checkpoints[kind][1],
+                                                        kernel_mode, backbone=kind == 'backbone')
+        return models[kind, kernel_mode]
+
+    return get
+
+
+def reference_model(cfg, state: Dict[str, torch.Tensor], kernel_mode: str,
+                    backbone: bool = False) -> torch.nn.Module:
+    """The model of ``cfg`` with the checkpoint's ``state`` loaded strictly, in eval mode.
 
     Classifier: the whole mmpretrain model, compared through
     ``model(x, mode='tensor')`` (the logits of the normalised input).
@@ -79,12 +106,9 @@ def reference_model(checkpoint: str, kernel_mode: str, backbone: bool = False) -
     per-output norms of the det/seg layout, loaded from the ``backbone.*``
     keys of the checkpoint.
     """
-    from mmengine.config import Config
     from mmpretrain.registry import MODELS
-    cfg = Config.fromfile(CONFIG_T)
     cfg.model.backbone.pop('init_cfg', None)
     cfg.model.backbone.kernel_mode = kernel_mode
-    state = torch.load(checkpoint, map_location='cpu', weights_only=True)['state_dict']
     if backbone:
         model = MODELS.build(dict(cfg.model.backbone, out_indices=(0, 1, 2, 3),
                                   gap_before_final_norm=False))
@@ -104,7 +128,9 @@ def torch_outputs(model: torch.nn.Module, x: torch.Tensor) -> List[np.ndarray]:
 
 
 def onnxruntime_outputs(path: str, x: torch.Tensor) -> Dict[str, np.ndarray]:
-    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()  # the tests' thread budget
+    session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
     (graph_input,) = session.get_inputs()
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, {graph_input.name: x.numpy()})))
@@ -136,11 +162,10 @@ def graph_summary(path: str):
     return shapes, Counter(node.op_type for node in model.graph.node), model.opset_import[0]
 
 
-def assert_global_kernels_resampled(checkpoint: str, shape: Tuple[int, int],
+def assert_global_kernels_resampled(state: Dict[str, torch.Tensor], shape: Tuple[int, int],
                                     prefix: str = 'backbone.') -> None:
     """At ``shape`` every stage's global kernels (2h-1, 2w-1 taps on its h x w
     map) have other lengths than the stored ones (the checkpoint's)."""
-    state = torch.load(checkpoint, map_location='cpu', weights_only=True)['state_dict']
     for stage in range(4):
         stored_h = state[f'{prefix}stages.{stage}.0.token_mixer.dwconv1.conv_h.weight'].shape[2]
         stored_w = state[f'{prefix}stages.{stage}.0.token_mixer.dwconv1.conv_w.weight'].shape[3]
@@ -149,8 +174,9 @@ def assert_global_kernels_resampled(checkpoint: str, shape: Tuple[int, int],
 
 
 def check_graph(path: str, model: torch.nn.Module, x: torch.Tensor,
-                names: List[str], fixed_model: Optional[torch.nn.Module] = None) -> Dict:
-    """onnxruntime on ``path`` vs ``model`` (built here); returns the errors."""
+                names: List[str], fixed_model: Optional[torch.nn.Module] = None) -> None:
+    """onnxruntime on ``path`` reproduces ``model`` (built here) on ``x``, and
+    not ``fixed_model`` (the same weights in fixed mode)."""
     expected = torch_outputs(model, x)
     got = onnxruntime_outputs(path, x)
     assert list(got) == names
@@ -158,54 +184,53 @@ def check_graph(path: str, model: torch.nn.Module, x: torch.Tensor,
     assert max(errors.values()) <= RTOL, errors
     # Not a constant: the two images of the batch give different outputs.
     for e in expected:
-        assert np.abs(e[0] - e[1]).max() > MODE_GAP * RTOL * np.abs(e).max()
+        assert np.abs(e[0] - e[1]).max() > DISTINCT * RTOL * np.abs(e).max()
     if fixed_model is not None:
         # The graph follows the global model, and the fixed one is far off
         # (checked on the first image, which is enough to tell).
         fixed = torch_outputs(fixed_model, x[:1])
         gaps = {name: relative_error(f, e[:1]) for name, f, e in zip(names, fixed, expected)}
-        assert min(gaps.values()) > MODE_GAP * RTOL, gaps
-    return errors
+        assert min(gaps.values()) > DISTINCT * RTOL, gaps
 
 
-def test_classifier_t_fixed_224(tool, checkpoints, tmp_path):
+def test_classifier_t_fixed_224(tool, checkpoints, reference, tmp_path):
     out = str(tmp_path / 't.onnx')
-    export(tool, checkpoints['classifier'], (224, 224), out, 'fixed')
-    model = reference_model(checkpoints['classifier'], 'fixed')
-    check_graph(out, model, sample_input((224, 224)), ['logits'])
+    export(tool, checkpoints['classifier'][0], (224, 224), out, 'fixed')
+    check_graph(out, reference('classifier', 'fixed'), sample_input((224, 224)), ['logits'])
     shapes, ops, opset = graph_summary(out)
     assert shapes == {'input': ['batch', 3, 224, 224], 'logits': ['batch', 1000]}
     assert set(ops) <= ALLOWED_OPS, set(ops) - ALLOWED_OPS
     assert opset.version >= 17
 
 
-def test_classifier_t_global_non_square(tool, checkpoints, tmp_path):
-    shape = (192, 256)
-    assert_global_kernels_resampled(checkpoints['classifier'], shape)
+def test_classifier_t_global_non_square(tool, checkpoints, reference, tmp_path):
+    shape = (160, 192)
+    path, state = checkpoints['classifier']
+    assert_global_kernels_resampled(state, shape)
+    with pytest.raises(AssertionError):  # the training size: the stored kernels
+        assert_global_kernels_resampled(state, (224, 224))
     out = str(tmp_path / 't_global.onnx')
-    export(tool, checkpoints['classifier'], shape, out, 'global')
-    model = reference_model(checkpoints['classifier'], 'global')
-    fixed = reference_model(checkpoints['classifier'], 'fixed')
-    check_graph(out, model, sample_input(shape), ['logits'], fixed_model=fixed)
+    export(tool, path, shape, out, 'global')
+    check_graph(out, reference('classifier', 'global'), sample_input(shape), ['logits'],
+                fixed_model=reference('classifier', 'fixed'))
     shapes, ops, _ = graph_summary(out)
-    assert shapes == {'input': ['batch', 3, 192, 256], 'logits': ['batch', 1000]}
+    assert shapes == {'input': ['batch', 3, 160, 192], 'logits': ['batch', 1000]}
     assert set(ops) <= ALLOWED_OPS, set(ops) - ALLOWED_OPS
 
 
-def test_backbone_t_detection_size(tool, checkpoints, tmp_path):
+def test_backbone_t_detection_size(tool, checkpoints, reference, tmp_path):
     shape = (320, 480)
-    assert_global_kernels_resampled(checkpoints['backbone'], shape)
-    state = torch.load(checkpoints['backbone'], map_location='cpu', weights_only=True)
-    # The checkpoint has per-output norms other than 1 (loaded strictly below).
-    norm3 = state['state_dict']['backbone.norm3.weight']
+    path, state = checkpoints['backbone']
+    assert_global_kernels_resampled(state, shape)
+    # The checkpoint's per-output norms are not 1, and the reference has them
+    # (it loads strictly): a graph that left them at 1 would differ.
+    norm3 = state['backbone.norm3.weight']
     assert not torch.allclose(norm3, torch.ones_like(norm3))
+    model = reference('backbone', 'global')
+    assert torch.equal(model.state_dict()['norm3.weight'], norm3)
     out = str(tmp_path / 'backbone.onnx')
-    export(tool, checkpoints['backbone'], shape, out, 'global', backbone=True)
-    model = reference_model(checkpoints['backbone'], 'global', backbone=True)
-    assert torch.equal(model.norm3.weight, norm3)
-    fixed = reference_model(checkpoints['backbone'], 'fixed', backbone=True)
-    check_graph(out, model, sample_input(shape), ['stage0', 'stage1', 'stage2', 'stage3'],
-                fixed_model=fixed)
+    export(tool, path, shape, out, 'global', backbone=True)
+    check_graph(out, model, sample_input(shape), ['stage0', 'stage1', 'stage2', 'stage3'])
     shapes, ops, _ = graph_summary(out)
     assert shapes['input'] == ['batch', 3, 320, 480]
     assert shapes['stage3'] == ['batch', 512, 10, 15]
