@@ -447,7 +447,7 @@ def test_config_trains_and_evaluates(name, toy_root, tmp_path, fake_pretrained, 
     else:
         # The configs' Pretrained init loaded the whole backbone: when training
         # started, every backbone parameter was the checkpoint's (mmengine
-        # loads with strict=False, so a wrong path layout would only warn).
+        # loads with strict=False, so a wrong prefix or key layout would only warn).
         assert mismatches == [], f'not loaded from the checkpoint: {mismatches[:5]}'
     assert len(losses) == 1, losses
     assert 'loss' in losses[0] and math.isfinite(losses[0]['loss']), losses
@@ -478,16 +478,16 @@ def test_pretrained_check_catches_a_wrong_prefix(fake_pretrained, tmp_path):
                classifier)
     backbone_cfg = load_cfg('mask_rcnn_parcnetv2_t').model.backbone
     backbone_cfg.init_cfg.checkpoint = str(classifier)
-    loaded = {}
+    mismatches = {}
     for prefix in (None, 'backbone.'):
         if prefix is not None:
             backbone_cfg.init_cfg.prefix = prefix
         backbone = MODELS.build(backbone_cfg)
         backbone.init_weights()
-        loaded[prefix] = pretrained_mismatches(backbone, classifier, 'backbone.')
+        mismatches[prefix] = pretrained_mismatches(backbone, classifier, 'backbone.')
     names = [n for n, _ in backbone.named_parameters()]
-    assert loaded[None] == names  # nothing arrived, and every parameter shows it
-    assert loaded['backbone.'] == []
+    assert mismatches[None] == names  # nothing arrived, and every parameter shows it
+    assert mismatches['backbone.'] == []
 
 
 @pytest.mark.slow
