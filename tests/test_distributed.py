@@ -124,6 +124,11 @@ def test_gradients_are_synchronised(reports, kind):
     batches' gradients ends it (drop path and dropout off, same seeds), and
     far from where rank 0's own batch alone would have taken it."""
     step = reports[kind]['sync_step']
+    print(f"{kind}: max |grad difference| vs one process on both batches "
+          f"{step['grad_diff_vs_both_images']:.3g}, vs rank 0's batch alone "
+          f"{step['grad_diff_vs_own_image_only']:.3g} (largest gradient "
+          f"{step['grad_scale']:.3g}); max |parameter difference| after the step "
+          f"{step['param_diff_vs_both_images']:.3g} (lr {step['lr']:.3g})")
     tol = 1e-5 * step['grad_scale']
     assert step['grad_diff_vs_both_images'] <= tol, step
     assert step['grad_diff_vs_own_image_only'] > 1000 * tol, step
