@@ -7,7 +7,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .dispatch import needs_grad, on_devices
+from .dispatch import as_dtype, needs_grad, on_devices
 
 
 def _check_kernel(weight: torch.Tensor) -> None:
@@ -25,14 +25,22 @@ def depthwise_conv2d_reference(x: torch.Tensor, weight: torch.Tensor) -> torch.T
 
 
 def is_channel_major(x: torch.Tensor) -> bool:
-    """Whether NCHW ``x`` is stored as a contiguous ``(C, N, H, W)`` tensor."""
-    return x.dim() == 4 and x.transpose(0, 1).is_contiguous()
+    """Whether NCHW ``x`` is stored as a contiguous ``(C, N, H, W)`` tensor.
+
+    Read from sizes and strides in Python (no dispatcher call: a hot path).
+    """
+    if x.dim() != 4:
+        return False
+    batch, channels, height, width = x.shape
+    expected = (height * width, batch * height * width, width, 1)  # strides of N, C, H, W
+    return all(size == 1 or stride == want
+               for size, stride, want in zip(x.shape, x.stride(), expected))
 
 
 def _depthwise(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Depthwise 'same' ``conv2d``, keeping channel-major storage channel-major."""
     batch, channels, height, width = x.shape
-    weight = weight.to(x.dtype)
+    weight = as_dtype(weight, x.dtype)
     padding = (weight.shape[2] // 2, weight.shape[3] // 2)
     if batch == 1 or not is_channel_major(x):
         return F.conv2d(x, weight, padding=padding, groups=channels)

@@ -74,3 +74,8 @@ def needs_grad(*tensors) -> bool:
     """Whether autograd will record an op on these tensors (``None`` entries ignored)."""
     return torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in tensors)
+
+
+def as_dtype(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``tensor.to(dtype)`` without a dispatcher call when it already is (hot paths)."""
+    return tensor if tensor.dtype == dtype else tensor.to(dtype)

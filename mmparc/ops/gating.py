@@ -18,7 +18,7 @@ not a model anyone deploys), in every mode.
 import torch
 import torch.nn.functional as F
 
-from .dispatch import needs_grad, on_devices
+from .dispatch import as_dtype, needs_grad, on_devices
 
 
 MERGES = ('mul', 'add')
@@ -43,7 +43,7 @@ class _GatedProjection(torch.autograd.Function):
                 gelu: bool) -> torch.Tensor:
         ctx.save_for_backward(a, b, weight)
         ctx.gelu = gelu
-        return F.linear((a * (F.gelu(b) if gelu else b)).t(), weight.to(a.dtype))
+        return F.linear((a * (F.gelu(b) if gelu else b)).t(), as_dtype(weight, a.dtype))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -70,6 +70,11 @@ def _channel_rows(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(0, 1).reshape(x.shape[1], -1)
 
 
+def _pixel_rows(x: torch.Tensor) -> torch.Tensor:
+    """NCHW ``x`` as ``(N*H*W, C)`` (a view for channels-last storage, also strided)."""
+    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
 def gated_projection(value: torch.Tensor, gate: torch.Tensor, weight: torch.Tensor,
                      gelu: bool, merge: str = 'mul') -> torch.Tensor:
     """:func:`gated_projection_reference`; channels-last output on the fast path (``'mul'``)."""
@@ -79,11 +84,18 @@ def gated_projection(value: torch.Tensor, gate: torch.Tensor, weight: torch.Tens
             or value.shape != gate.shape):
         return gated_projection_reference(value, gate, weight, gelu, merge)
     batch, _, height, width = value.shape
-    a, b = _channel_rows(value), _channel_rows(gate.to(value.dtype))
-    matrix = weight.flatten(1)
-    if needs_grad(a, b, matrix):
+    gate = as_dtype(gate, value.dtype)
+    matrix = weight if weight.dim() == 2 else weight.flatten(1)
+    if needs_grad(value, gate, matrix):
+        a, b = _channel_rows(value), _channel_rows(gate)
         out = _GatedProjection.apply(a, b, matrix, gelu)
-    else:  # the product in place on a temporary of this op's own
+    else:
+        # Inference: rows of channels-last inputs, columns of channel-major
+        # ones (views either way); the product in place on a temporary of
+        # this op's own.
+        rows = value.stride(1) == 1 and gate.stride(1) == 1
+        a, b = (_pixel_rows(value), _pixel_rows(gate)) if rows else (
+            _channel_rows(value).t(), _channel_rows(gate).t())
         hidden = F.gelu(b).mul_(a) if gelu else a * b
-        out = F.linear(hidden.t(), matrix.to(a.dtype))
+        out = F.linear(hidden, as_dtype(matrix, a.dtype))
     return out.view(batch, height, width, -1).permute(0, 3, 1, 2)

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .depthwise_conv import depthwise_conv2d, depthwise_conv2d_reference, is_channel_major
-from .dispatch import needs_grad, on_devices, path_device
+from .dispatch import as_dtype, needs_grad, on_devices, path_device
 
 IMPLEMENTATIONS = ('auto', 'direct', 'toeplitz')
 # Per device type: a pass goes to GEMM while the axis is at most this many
@@ -128,7 +128,7 @@ class _ToeplitzPass(torch.autograd.Function):
     def forward(ctx, v: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Tensor:
         ctx.save_for_backward(v, kernel)
         ctx.dim = dim
-        return _toeplitz_product(v, toeplitz(kernel.to(v.dtype), v.shape[dim]), dim)
+        return _toeplitz_product(v, toeplitz(as_dtype(kernel, v.dtype), v.shape[dim]), dim)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -171,7 +171,7 @@ def toeplitz_conv1d(v: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Te
     """'Same' convolution of contiguous channel-major ``(C, N, H, W)`` along ``dim``."""
     if needs_grad(v, kernel):
         return _ToeplitzPass.apply(v, kernel, dim)
-    return _toeplitz_product(v, toeplitz(kernel.to(v.dtype), v.shape[dim]), dim)
+    return _toeplitz_product(v, toeplitz(as_dtype(kernel, v.dtype), v.shape[dim]), dim)
 
 
 def _check_kernel(weight: torch.Tensor, dim: int) -> None:
