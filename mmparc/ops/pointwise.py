@@ -26,25 +26,16 @@ def pointwise_conv2d_reference(x: torch.Tensor, weight: torch.Tensor,
     return F.conv2d(x, _conv_weight(weight).to(x.dtype), None if bias is None else bias.to(x.dtype))
 
 
-def pointwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                     channel_major: bool = True) -> torch.Tensor:
-    """:func:`pointwise_conv2d_reference`, into channel-major or channels-last storage.
-
-    Channels-last output is one row-major GEMM of the input rows; on CPU it
-    is the faster product for the MLP's wide ``fc1`` (e.g. 9.6 against 11.5 ms
-    for 3136 rows, 64 -> 320 channels), where no oversized convolution needs
-    the channel-major layout.
-    """
+def pointwise_conv2d(x: torch.Tensor, weight: torch.Tensor,
+                     bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """:func:`pointwise_conv2d_reference`, written into channel-major storage."""
     if not on_devices(x, ('cpu', 'cuda')):
         return pointwise_conv2d_reference(x, weight, bias)
     batch, channels, height, width = x.shape
     rows = x.permute(0, 2, 3, 1).reshape(-1, channels)  # a view for channels-last x
     matrix = as_dtype(weight if weight.dim() == 2 else weight.flatten(1), x.dtype)
-    bias = None if bias is None else as_dtype(bias, x.dtype)
-    if not channel_major:
-        return F.linear(rows, matrix, bias).view(batch, height, width, -1).permute(0, 3, 1, 2)
     if bias is None:
         out = torch.mm(matrix, rows.t())
     else:
-        out = torch.addmm(bias.unsqueeze(1), matrix, rows.t())
+        out = torch.addmm(as_dtype(bias, x.dtype).unsqueeze(1), matrix, rows.t())
     return out.view(-1, batch, height, width).transpose(0, 1)

@@ -58,21 +58,11 @@ class PointwiseConv2d(nn.Module):
         linear_weight: Store the weight as ``(out, in)`` (an ``nn.Linear``'s,
             as the official MLP's ``fc1``) instead of ``(out, in, 1, 1)``, so
             that official checkpoints load unchanged.
-        channel_major: When the output is stored channel-major: ``'always'``
-            (for the oversized convolution after it) or ``'training'`` (for
-            the gated projection's backward; inference writes the faster
-            channels-last rows).
     """
 
-    CHANNEL_MAJOR = ('always', 'training')
-
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True,
-                 linear_weight: bool = False, channel_major: str = 'always') -> None:
+                 linear_weight: bool = False) -> None:
         super().__init__()
-        if channel_major not in self.CHANNEL_MAJOR:
-            raise ValueError(f'channel_major must be one of {self.CHANNEL_MAJOR}, '
-                             f'got {channel_major!r}')
-        self.channel_major = channel_major
         self.in_channels = in_channels
         self.out_channels = out_channels
         shape = (out_channels, in_channels) if linear_weight else (out_channels, in_channels, 1, 1)
@@ -82,8 +72,7 @@ class PointwiseConv2d(nn.Module):
         nn.init.kaiming_uniform_(self.weight.view(out_channels, in_channels), a=5**0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        channel_major = self.channel_major == 'always' or torch.is_grad_enabled()
-        return pointwise_conv2d(x, self.weight, self.bias, channel_major)
+        return pointwise_conv2d(x, self.weight, self.bias)
 
     @torch.no_grad()
     def fold_input_scale(self, scale: torch.Tensor) -> None:
