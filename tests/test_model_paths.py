@@ -4,6 +4,8 @@ Forward and gradients, both kernel modes, training and inference, with every
 op forced to its reference (:func:`mmparc.ops.reference_ops`), under bf16
 autocast, ``torch.compile`` and (where present) CUDA.
 """
+import contextlib
+
 import pytest
 import torch
 
@@ -33,11 +35,10 @@ def official_model(kernel_mode, seed=4, arch='xt'):
     return model, official
 
 
-@pytest.mark.parametrize('kernel_mode', ['fixed', 'global'])
-@pytest.mark.parametrize('paths', ['fast', 'reference'])
-@pytest.mark.parametrize('memory', ['contiguous', 'channels_last'])
-def test_backbone_matches_official_forward_and_backward(kernel_mode, paths, memory):
-    model, official = official_model(kernel_mode)
+def check_against_official(model, official, kernel_mode, paths=contextlib.nullcontext,
+                           memory='contiguous'):
+    """Outputs and gradients of ``model`` (training, then inference) against the official
+    formulation, with ``paths()`` (a context) around each forward pass."""
     model.train()
     x = torch.randn(2, 3, 97, 130)
     if memory == 'channels_last':
@@ -45,7 +46,7 @@ def test_backbone_matches_official_forward_and_backward(kernel_mode, paths, memo
     x1 = x.clone().requires_grad_(True)
     x2 = x.clone().requires_grad_(True)
     params = {k: v.clone().requires_grad_(True) for k, v in official.items()}
-    with reference_ops(paths == 'reference'):
+    with paths():
         outs = model(x1)
     expected = ref.dense(params, x2, ref.ARCHS['xt'][0], (0, 1, 2, 3),
                          interpolate=kernel_mode == 'global', prefix='')
@@ -57,8 +58,17 @@ def test_backbone_matches_official_forward_and_backward(kernel_mode, paths, memo
     assert_close_scaled([x1.grad] + [named[k].grad for k in params],
                         [x2.grad] + [params[k].grad for k in params])
     model.eval()
-    with torch.inference_mode(), reference_ops(paths == 'reference'):
+    with torch.inference_mode(), paths():
         assert_close_scaled(model(x), expected)
+
+
+@pytest.mark.parametrize('kernel_mode', ['fixed', 'global'])
+@pytest.mark.parametrize('paths', ['fast', 'reference'])
+@pytest.mark.parametrize('memory', ['contiguous', 'channels_last'])
+def test_backbone_matches_official_forward_and_backward(kernel_mode, paths, memory):
+    model, official = official_model(kernel_mode)
+    check_against_official(model, official, kernel_mode,
+                           lambda: reference_ops(paths == 'reference'), memory)
 
 
 def test_autocast_bf16_cpu_forward_and_backward():
