@@ -173,7 +173,7 @@ def _fake_nvcc(tmp_path, release: str) -> str:
 
 
 @pytest.mark.skipif(not torch.version.cuda, reason='a CPU-only torch build')
-def test_setup_env_force_cuda_has_its_own_key(tmp_path):
+def test_setup_env_forced_gpu_build_has_its_own_key(tmp_path):
     """FORCE_CUDA=1 with the toolkit torch was built with: a CUDA build, cached
     apart from the CPU wheel, under the toolkit release (and arch list)."""
     release = torch.version.cuda
@@ -188,7 +188,7 @@ def test_setup_env_force_cuda_has_its_own_key(tmp_path):
     assert proc.stdout.splitlines()[0] == '[setup dry-run] mmcv 2.1.0 ops: cpu'
 
 
-def test_setup_env_refuses_a_cuda_build_it_cannot_make(tmp_path):
+def test_setup_env_refuses_a_gpu_build_it_cannot_make(tmp_path):
     mismatched = _fake_nvcc(tmp_path, '11.8')
     cases = [
         (dict(FORCE_CUDA='1', CUDA_HOME=mismatched),
