@@ -195,6 +195,19 @@ def test_analyze_paper_prints_ours_beside_the_paper(capsys):
                          'parcnetv2_xt_merge_add.py') + '` | 7.4 | 7.43 | 1.6 | 1.55 | 68.4 |')
 
 
+def test_analyze_measures_a_variant_with_cfg_options(capsys):
+    """The figures the configs quote for the variants the paper leaves open."""
+    sys.path.insert(0, str(REPO / 'tools' / 'analysis_tools'))
+    try:
+        import analyze
+    finally:
+        sys.path.pop(0)
+    config = str(REPO / 'configs/ablations/parcnetv2_xt_dwconv_only.py')
+    analyze.print_paper_table([config], None, {'model.backbone.local_kernel_sizes': [7] * 4})
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith('|')][-1]
+    assert row.endswith('| 7.4 | 7.25 | 1.6 | 1.41 | 78.9 |'), row
+
+
 def test_analyze_paper_refuses_configs_without_figures():
     result = run_tool('tools/analysis_tools/analyze.py', XT, '--paper')
     assert result.returncode == 1

@@ -9,7 +9,7 @@
 # side S, the paper's definition), which gives 30.05M / 4.76G.  Per-stage
 # lengths (111/55/27/13, as ParCNetV2 stores them) compute the same MACs but
 # have 28.96M parameters: set token_mixer=[dict(type='mmparc.GlobalLocalConv',
-# kernel_size=k) for k in (111, 55, 27, 13)].
+# kernel_size=k) for k in (111, 55, 27, 13)] (the README has the command).
 _base_ = ['./convnext_t.py']
 
 model = dict(

@@ -10,7 +10,8 @@
 # gets the remaining 5C^2 of the MLP's 8C^2, i.e. alpha~ = 5/3 (fc1 expands
 # to 10/3 C = 320/640/1280/2560 channels, fc2 projects 5/3 C back; the
 # supplement's Sec. C rule alpha~ = 2 alpha / 3 without the S-BGU).  That
-# gives 28.58M / 4.47G.
+# gives 28.58M / 4.47G; ParCNetV2's own alpha~ = 2.5 would give 36.68M / 5.77G
+# (analyze.py <this file> --cfg-options model.backbone.channel_mixer.mlp_ratio=5).
 _base_ = ['./convnext_t.py']
 
 model = dict(

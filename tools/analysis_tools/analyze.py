@@ -21,7 +21,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 
 from mmparc.analysis import complexity
@@ -77,22 +77,24 @@ def paper_rows(config: str) -> List[dict]:
     return list(rows)
 
 
-def analyze(config: str, shape: Optional[Sequence[int]] = None) -> dict:
-    model, scope = build(config)
+def analyze(config: str, shape: Optional[Sequence[int]] = None,
+            overrides: Optional[dict] = None) -> dict:
+    model, scope = build(config, overrides)
     hw = tuple(shape) if shape else DEFAULT_SHAPES.get(scope, (224, 224))
     result = complexity(_TensorForward(model, scope, hw), (3, *hw))
     result.update(config=config, shape=hw)
     return result
 
 
-def print_paper_table(configs: Sequence[str], shape: Optional[Sequence[int]]) -> None:
+def print_paper_table(configs: Sequence[str], shape: Optional[Sequence[int]],
+                      overrides: Optional[dict] = None) -> None:
     """One line per table row: the paper's params/MACs/top-1 and ours."""
     rows = [(config, paper_rows(config)) for config in configs]  # all checked before work
     print('| table | row | config | paper params (M) | ours (M) | paper MACs (G) | ours (G) '
           '| paper top-1 (%) |')
     print('| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |')
     for config, paper in rows:
-        r = analyze(config, shape)
+        r = analyze(config, shape, overrides)
         for row in paper:
             print(f'| {row["table"]} | {row["row"]} | `{config}` | {row["params"]} | '
                   f'{r["params"] / 1e6:.2f} | {row["macs"]} | {r["macs"] / 1e9:.2f} | '
@@ -104,16 +106,18 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('configs', nargs='+')
     parser.add_argument('--shape', nargs=2, type=int, metavar=('H', 'W'))
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help='override config entries (key=value), e.g. to measure a variant')
     parser.add_argument('--paper', action='store_true',
                         help="print the paper's figures (the config's `paper` list) beside ours")
     args = parser.parse_args()
     if args.paper:
-        print_paper_table(args.configs, args.shape)
+        print_paper_table(args.configs, args.shape, args.cfg_options)
         return
     print(f'| {"config":<40} | {"input":>10} | {"params (M)":>10} | {"MACs (G)":>9} |')
     print(f'|{"-" * 42}|{"-" * 12}|{"-" * 12}|{"-" * 11}|')
     for config in args.configs:
-        r = analyze(config, args.shape)
+        r = analyze(config, args.shape, args.cfg_options)
         shape = f'{r["shape"][0]}x{r["shape"][1]}'
         print(f'| {config:<40} | {shape:>10} | {r["params"] / 1e6:>10.2f} | '
               f'{r["macs"] / 1e9:>9.2f} |', flush=True)
