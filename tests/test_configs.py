@@ -594,4 +594,5 @@ def test_mim_test_upernet_tta(tmp_path, toy_root, upernet_t_run):
     assert ran.model.module.backbone.type == 'mmparc.ParCNetV2'
     tta = ran.test_dataloader.dataset.pipeline[1]
     assert tta.type == 'TestTimeAug' and len(tta.transforms[0]) == 6
-    assert len(tta.transforms[1]) == 2  # no flip, flip
+    assert [t.type for t in tta.transforms[1]] == ['ResizeToMultiple']  # as the official
+    assert len(tta.transforms[2]) == 2  # no flip, flip
