@@ -191,7 +191,7 @@ def plot_training_curves(runs: Mapping[str, Tuple[Records, Records]],
         out_file: PNG to write.
         targets: Optional ``{label: value}`` drawn as dashed lines.
     """
-    from mmparc.visualization import agg_pyplot
+    from mmparc.visualization import agg_pyplot, save_figure
     plt = agg_pyplot()
     targets = targets or {}
     fig, axes = plt.subplots(2, len(runs), figsize=(5.5 * len(runs), 7), squeeze=False)
@@ -224,11 +224,7 @@ def plot_training_curves(runs: Mapping[str, Tuple[Records, Records]],
         ax.grid(alpha=0.3)
         ax.legend(loc='lower right', fontsize='small')
     fig.tight_layout()
-    out_file = Path(out_file)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_file, dpi=110)
-    plt.close(fig)
-    return out_file
+    return save_figure(fig, out_file)
 
 
 # --------------------------------------------------------- labels and grids

@@ -92,11 +92,7 @@ def plot_oversized_kernels(kernel_h: np.ndarray, kernel_w: np.ndarray, out_file:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    out_file = Path(out_file)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_file, dpi=110)
-    plt.close(fig)
-    return out_file
+    return save_figure(fig, out_file)
 
 
 # --------------------------------------------- the supplement's Fig. 3 and 4
@@ -137,7 +133,8 @@ def random_channels(num_total: int, num: int, seed: int = 0) -> np.ndarray:
     return np.sort(rng.choice(num_total, size=min(num, num_total), replace=False))
 
 
-def _save(fig, out_file: PathLike, dpi: int) -> Path:
+def save_figure(fig, out_file: PathLike, dpi: int = 110) -> Path:
+    """Write a matplotlib figure (creating its folder) and close it."""
     plt = agg_pyplot()
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
@@ -183,7 +180,7 @@ def plot_kernel_profiles(kernel_h: np.ndarray, kernel_w: np.ndarray, channels: S
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, out_file, dpi)
+    return save_figure(fig, out_file, dpi)
 
 
 def plot_kernel_products(kernel_h: np.ndarray, kernel_w: np.ndarray, channels: Sequence[int],
@@ -205,4 +202,4 @@ def plot_kernel_products(kernel_h: np.ndarray, kernel_w: np.ndarray, channels: S
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, out_file, dpi)
+    return save_figure(fig, out_file, dpi)
