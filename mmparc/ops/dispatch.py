@@ -19,7 +19,7 @@ device, so the CPU test suite runs exactly the branches CUDA takes.
 """
 import contextlib
 import threading
-from typing import Iterator, Optional, Sequence
+from typing import ContextManager, Iterator, Optional, Sequence
 
 import torch
 
@@ -27,30 +27,29 @@ _state = threading.local()
 
 
 @contextlib.contextmanager
-def reference_ops(enabled: bool = True) -> Iterator[None]:
-    """Run every mmparc op by its reference formula inside this block (per thread)."""
-    previous = getattr(_state, 'reference', False)
-    _state.reference = enabled
+def _setting(name: str, value: object) -> Iterator[None]:
+    """Set a per-thread dispatch setting for the block, then restore it."""
+    previous = getattr(_state, name, None)
+    setattr(_state, name, value)
     try:
         yield
     finally:
-        _state.reference = previous
+        setattr(_state, name, previous)
 
 
-@contextlib.contextmanager
-def device_paths(device_type: Optional[str]) -> Iterator[None]:
+def reference_ops(enabled: bool = True) -> ContextManager[None]:
+    """Run every mmparc op by its reference formula inside this block (per thread)."""
+    return _setting('reference', enabled)
+
+
+def device_paths(device_type: Optional[str]) -> ContextManager[None]:
     """Choose every op's path as for tensors on ``device_type`` (``None``: their own device).
 
     Per thread.  The computation still runs where the tensors are; only the
     choice between fast path and reference, and device-dependent heuristics
     such as :data:`~.oversized_conv.TOEPLITZ_MAX_RATIO`, follow ``device_type``.
     """
-    previous = getattr(_state, 'device', None)
-    _state.device = device_type
-    try:
-        yield
-    finally:
-        _state.device = previous
+    return _setting('device', device_type)
 
 
 def path_device(tensor: torch.Tensor) -> str:
@@ -66,7 +65,7 @@ def is_recording() -> bool:
 
 def on_devices(tensor: torch.Tensor, devices: Sequence[str]) -> bool:
     """Whether the fast path of an op written for ``devices`` may run on ``tensor``."""
-    return (not getattr(_state, 'reference', False) and not is_recording()
+    return (not getattr(_state, 'reference', None) and not is_recording()
             and path_device(tensor) in devices)
 
 
