@@ -566,16 +566,29 @@ def check_fits(expected: Mapping[str, Tuple[int, ...]], state: Mapping[str, torc
         optional: Keys of ``expected`` the checkpoint may lack.
         allow_unexpected: Whether keys the model does not have are fine.
     """
-    common = [k for k in expected if k in state]
-    if not common:
+    if not any(k in state for k in expected):
         raise CheckpointError(
             f'{name}: does not fit {what}: none of its {len(state)} keys are the model\'s '
             f'(its keys look like {_examples(sorted(state))}; the model\'s like '
             f'{_examples(sorted(expected))})')
+    _, problems = fit_problems(expected, state, optional=optional,
+                               allow_unexpected=allow_unexpected)
+    if problems:
+        raise CheckpointError(f'{name}: does not fit {what}: ' + '; '.join(problems))
+
+
+def fit_problems(expected: Mapping[str, Tuple[int, ...]], state: Mapping[str, torch.Tensor],
+                 same_shape: Callable[[str, Tuple[int, ...], Tuple[int, ...]], bool] = (
+                     lambda key, got, want: got == want),
+                 optional: Callable[[str], bool] = lambda key: False,
+                 allow_unexpected: bool = False) -> Tuple[int, List[str]]:
+    """How ``state`` differs from ``expected``: the number of differing keys, and
+    one phrase each for keys of another shape, missing and unexpected ones."""
     missing = sorted(k for k in expected if k not in state and not optional(k))
     unexpected = [] if allow_unexpected else sorted(k for k in state if k not in expected)
     reshaped = [f'{k} {tuple(state[k].shape)} instead of {tuple(expected[k])}'
-                for k in common if tuple(state[k].shape) != tuple(expected[k])]
+                for k in expected
+                if k in state and not same_shape(k, tuple(state[k].shape), tuple(expected[k]))]
     problems = []
     if reshaped:
         problems.append(f'{len(reshaped)} of another shape ({_examples(reshaped, 2)})')
@@ -583,8 +596,7 @@ def check_fits(expected: Mapping[str, Tuple[int, ...]], state: Mapping[str, torc
         problems.append(f'{len(missing)} missing ({_examples(missing)})')
     if unexpected:
         problems.append(f'{len(unexpected)} unexpected ({_examples(unexpected)})')
-    if problems:
-        raise CheckpointError(f'{name}: does not fit {what}: ' + '; '.join(problems))
+    return len(reshaped) + len(missing) + len(unexpected), problems
 
 
 def shapes_of(model: torch.nn.Module) -> Dict[str, Tuple[int, ...]]:

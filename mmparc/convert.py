@@ -22,7 +22,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint_file
+from .checkpoint import CheckpointError, fit_problems, load_checkpoint_file
 from .cli import atomic_output_file, check_output_file
 
 TARGETS = ('classifier', 'backbone', 'model')
@@ -134,21 +134,12 @@ def match_arch(body: Mapping[str, torch.Tensor], arch: Optional[str] = None) -> 
     problems = {}
     for name in candidates:
         expected = {k: v for k, v in backbone_shapes(name, True).items() if _BODY.match(k)}
-        missing = sorted(set(expected) - set(body))
-        unexpected = sorted(set(body) - set(expected))
-        reshaped = [f'{k} {tuple(body[k].shape)} instead of {expected[k]}'
-                    for k in expected if k in body
-                    and not _same_but_kernel(k, tuple(body[k].shape), expected[k], name)]
-        issues = []
-        if reshaped:
-            issues.append(f'{len(reshaped)} of another shape ({", ".join(reshaped[:2])})')
-        if missing:
-            issues.append(f'{len(missing)} missing ({", ".join(missing[:3])})')
-        if unexpected:
-            issues.append(f'{len(unexpected)} unexpected ({", ".join(unexpected[:3])})')
+        count, issues = fit_problems(
+            expected, body,
+            same_shape=lambda key, got, want, arch=name: _same_but_kernel(key, got, want, arch))
         if not issues:
             return name
-        problems[name] = (len(reshaped) + len(missing) + len(unexpected), '; '.join(issues))
+        problems[name] = (count, '; '.join(issues))
     best = min(problems, key=lambda a: problems[a][0])
     raise ValueError(f'does not fit ParCNetV2-{best}: {problems[best][1]}')
 
