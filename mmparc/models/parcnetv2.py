@@ -180,7 +180,7 @@ class BifurcateGateMLP(nn.Module):
         if hidden < 2 or hidden % 2:
             raise ValueError(f'mlp_ratio * dim must be an even number >= 2 (it is split in '
                              f'halves), got {mlp_ratio} * {dim} -> {hidden}')
-        self.fc1 = PointwiseConv2d(dim, hidden, linear_weight=True)
+        self.fc1 = PointwiseConv2d(dim, hidden, linear_weight=True, channel_major=False)
         self.fc2 = GatedProjection(hidden // 2, dim, gate_act='gelu', linear_weight=True,
                                    merge=branch_merge)
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .dispatch import as_dtype, needs_grad, on_devices
+from .linear import linear
 
 
 MERGES = ('mul', 'add')
@@ -97,5 +98,5 @@ def gated_projection(value: torch.Tensor, gate: torch.Tensor, weight: torch.Tens
         a, b = (_pixel_rows(value), _pixel_rows(gate)) if rows else (
             _channel_rows(value).t(), _channel_rows(gate).t())
         hidden = F.gelu(b).mul_(a) if gelu else a * b
-        out = F.linear(hidden, as_dtype(matrix, a.dtype))
+        out = linear(hidden, as_dtype(matrix, a.dtype), None)
     return out.view(batch, height, width, -1).permute(0, 3, 1, 2)

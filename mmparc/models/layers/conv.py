@@ -49,7 +49,7 @@ class DepthwiseConv2d(nn.Conv2d):
 
 
 class PointwiseConv2d(nn.Module):
-    """1x1 convolution writing channel-major storage (:func:`mmparc.ops.pointwise_conv2d`).
+    """1x1 convolution (:func:`mmparc.ops.pointwise_conv2d`).
 
     Args:
         in_channels: Input channels.
@@ -58,11 +58,16 @@ class PointwiseConv2d(nn.Module):
         linear_weight: Store the weight as ``(out, in)`` (an ``nn.Linear``'s,
             as the official MLP's ``fc1``) instead of ``(out, in, 1, 1)``, so
             that official checkpoints load unchanged.
+        channel_major: Write channel-major storage in inference too (for a
+            layer feeding oversized convolutions, which run on it);
+            otherwise inference writes channels-last.  Training writes
+            channel-major either way (the gated projection's backward reads it).
     """
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True,
-                 linear_weight: bool = False) -> None:
+                 linear_weight: bool = False, channel_major: bool = True) -> None:
         super().__init__()
+        self.channel_major = channel_major
         self.in_channels = in_channels
         self.out_channels = out_channels
         shape = (out_channels, in_channels) if linear_weight else (out_channels, in_channels, 1, 1)
@@ -72,7 +77,7 @@ class PointwiseConv2d(nn.Module):
         nn.init.kaiming_uniform_(self.weight.view(out_channels, in_channels), a=5**0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return pointwise_conv2d(x, self.weight, self.bias)
+        return pointwise_conv2d(x, self.weight, self.bias, self.channel_major)
 
     @torch.no_grad()
     def fold_input_scale(self, scale: torch.Tensor) -> None:
