@@ -17,9 +17,11 @@ from mmparc.ops import (depthwise_conv2d, depthwise_conv2d_reference, gated_proj
                         oversized_conv1d, oversized_conv1d_reference, pointwise_conv2d,
                         pointwise_conv2d_reference, reference_ops, strided_conv2d,
                         strided_conv2d_reference)
+from mmparc.ops import device_paths, linear, linear_reference
 from mmparc.ops import depthwise_conv as depthwise_module
 from mmparc.ops import gating as gated_module
 from mmparc.ops import l2_norm as l2_module
+from mmparc.ops import matmul as matmul_module
 from mmparc.ops import oversized_conv as oversized_module
 from mmparc.ops import strided_conv as strided_module
 from mmparc.ops.oversized_conv import TOEPLITZ_MIN_SIZE, crop_kernel, toeplitz, use_toeplitz
@@ -170,6 +172,56 @@ def test_strided_conv_fast_weight_gradient(monkeypatch, geometry):
     assert_close_scaled(grads, ref_grads)
 
 
+# ---------------------------------------------------------------- linear
+ONEDNN = pytest.mark.skipif(not matmul_module.ONEDNN, reason='oneDNN runs on x86 CPUs only')
+
+
+def test_onednn_is_available_on_x86():
+    """The fast path exists wherever the project's CI runs (x86 Linux, registry torch)."""
+    import platform
+    if platform.machine().lower() in ('x86_64', 'amd64'):
+        assert matmul_module.ONEDNN
+
+
+@ONEDNN
+@pytest.mark.parametrize('rows', ['contiguous', 'strided', 'transposed', 'one'])
+@pytest.mark.parametrize('bias', [False, True])
+def test_linear_inference_runs_onednn(monkeypatch, rows, bias):
+    base = torch.randn(40, 24)
+    x = {'contiguous': base[:, :12], 'strided': base[::2, 5:17],
+         'transposed': torch.randn(12, 33).t(), 'one': base[:1, :12]}[rows]
+    if rows == 'contiguous':
+        x = x.contiguous()
+    weight, b = torch.randn(7, 12), (torch.randn(7) if bias else None)
+    with counting(monkeypatch, matmul_module, '_onednn_linear') as fast, torch.no_grad():
+        out = linear(x, weight, b)
+    assert fast and out.is_contiguous()
+    expected = x.double() @ weight.double().t() + (0 if b is None else b.double())
+    assert_close_scaled([out], [expected.float()])
+
+
+@pytest.mark.parametrize('case', ['grad', 'float64', 'bfloat16', 'cuda_paths', 'empty',
+                                  'autocast'])
+def test_linear_falls_back_to_the_reference(monkeypatch, case):
+    x, weight, bias = torch.randn(9, 6), torch.randn(4, 6), torch.randn(4)
+    if case == 'float64':
+        x, weight, bias = x.double(), weight.double(), bias.double()
+    if case == 'bfloat16':
+        x, weight, bias = x.bfloat16(), weight.bfloat16(), bias.bfloat16()
+    if case == 'empty':
+        x = x[:0]
+    inputs = leaves(x, weight, bias) if case == 'grad' else [x, weight, bias]
+    paths = {'cuda_paths': device_paths('cuda'),
+             'autocast': torch.autocast('cpu', torch.bfloat16)}.get(case, contextlib.nullcontext())
+    with counting(monkeypatch, matmul_module, '_onednn_linear') as fast, paths:
+        out = linear(*inputs)
+        expected = linear_reference(*inputs)
+    assert not fast
+    assert torch.equal(out, expected) and out.dtype == expected.dtype
+    if case == 'grad':
+        assert out.requires_grad
+
+
 # ------------------------------------------------------- pointwise conv
 @pytest.mark.parametrize('memory', ['contiguous', 'channels_last'])
 @pytest.mark.parametrize('weight_dims', [2, 4])
@@ -184,6 +236,25 @@ def test_pointwise_conv_writes_channel_major(memory, weight_dims):
     assert_close_scaled(grads, ref_grads)
     with reference_ops():
         assert not pointwise_conv2d(x, weight, bias).transpose(0, 1).is_contiguous()  # reference
+
+
+@pytest.mark.parametrize('channel_major', [False, True])
+@pytest.mark.parametrize('memory', ['contiguous', 'channels_last'])
+def test_pointwise_conv_inference_layouts(monkeypatch, channel_major, memory):
+    """Inference writes channel-major (``channel_major``) or channels-last rows, on oneDNN."""
+    x = layout(torch.randn(2, 6, 5, 7), memory)
+    weight, bias = torch.randn(10, 6), torch.randn(10)
+    with counting(monkeypatch, matmul_module, '_onednn_linear') as fast, torch.no_grad():
+        out = pointwise_conv2d(x, weight, bias, channel_major)
+    assert bool(fast) == matmul_module.ONEDNN
+    if channel_major:
+        assert out.transpose(0, 1).is_contiguous()
+    else:
+        assert out.is_contiguous(memory_format=torch.channels_last)
+    assert_close_scaled([out], [pointwise_conv2d_reference(x, weight, bias)])
+    # Training writes channel-major either way (the gated projection's backward reads it).
+    train = pointwise_conv2d(*leaves(x, weight, bias), channel_major)
+    assert train.transpose(0, 1).is_contiguous()
 
 
 # ----------------------------------------------------- gated projection
@@ -203,8 +274,9 @@ def test_gated_projection_recomputes_and_matches(monkeypatch, gelu, memory):
     independent = F.conv2d(value * (F.gelu(gate) if gelu else gate), weight)
     assert_close_scaled([out, expected], [expected, independent])
     assert_close_scaled(grads, ref_grads)
-    with torch.no_grad():
+    with counting(monkeypatch, matmul_module, '_onednn_linear') as onednn, torch.no_grad():
         assert_close_scaled([gated_projection(value, gate, weight, gelu)], [expected])
+    assert bool(onednn) == matmul_module.ONEDNN
 
 
 # -------------------------------------------------------- oversized conv

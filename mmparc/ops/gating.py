@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .dispatch import as_dtype, needs_grad, on_devices
-from .linear import linear
+from .matmul import linear
 
 
 MERGES = ('mul', 'add')

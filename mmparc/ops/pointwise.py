@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .dispatch import as_dtype, needs_grad, on_devices
-from .linear import linear, uses_onednn
+from .matmul import linear, uses_onednn
 
 
 def _conv_weight(weight: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@
 product behind :func:`~.pointwise.pointwise_conv2d` and
 :func:`~.gating.gated_projection`, which hold about three quarters of the
 model's multiply-adds.  On x86 CPUs, for float32 tensors autograd does not
-record, it runs as a oneDNN matmul (``torch.ops.mkldnn._linear_pointwise``,
+record and CPU autocast is off, it runs as a oneDNN matmul (``torch.ops.mkldnn._linear_pointwise``,
 the kernel ``torch.compile`` uses for CPU linear layers) with the bias
 fused into the product, instead of the BLAS ``addmm`` behind ``F.linear``.
 
@@ -50,7 +50,12 @@ def uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
     return (ONEDNN and x.dtype == torch.float32 and weight.dtype == torch.float32
             and (bias is None or bias.dtype == torch.float32) and x.numel() > 0
             and on_devices(x, ('cpu', )) and x.device.type == 'cpu'
-            and not needs_grad(x, weight, bias))
+            and not torch.is_autocast_enabled('cpu') and not needs_grad(x, weight, bias))
+
+
+def _onednn_linear(x: torch.Tensor, weight: torch.Tensor,
+                   bias: Optional[torch.Tensor]) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'none', [], '')
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
@@ -60,5 +65,5 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) 
     a channel-major one); the result is a new contiguous ``(N, O)`` tensor.
     """
     if uses_onednn(x, weight, bias):
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'none', [], '')
+        return _onednn_linear(x, weight, bias)
     return F.linear(x, weight, bias)
