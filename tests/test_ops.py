@@ -23,6 +23,7 @@ from mmparc.ops import gating as gated_module
 from mmparc.ops import l2_norm as l2_module
 from mmparc.ops import matmul as matmul_module
 from mmparc.ops import oversized_conv as oversized_module
+from mmparc.ops import pointwise as pointwise_module
 from mmparc.ops import strided_conv as strided_module
 from mmparc.ops.oversized_conv import TOEPLITZ_MIN_SIZE, crop_kernel, toeplitz, use_toeplitz
 
@@ -225,11 +226,15 @@ def test_linear_falls_back_to_the_reference(monkeypatch, case):
 # ------------------------------------------------------- pointwise conv
 @pytest.mark.parametrize('memory', ['contiguous', 'channels_last'])
 @pytest.mark.parametrize('weight_dims', [2, 4])
-def test_pointwise_conv_writes_channel_major(memory, weight_dims):
+def test_pointwise_conv_writes_channel_major(monkeypatch, memory, weight_dims):
     x = layout(torch.randn(3, 6, 5, 7), memory)
     weight = torch.randn(10, 6, *[1] * (weight_dims - 2))
     bias = torch.randn(10)
-    out, grads = forward_and_grads(pointwise_conv2d, leaves(x, weight, bias))
+    with counting(monkeypatch, pointwise_module._PointwiseConv, 'apply') as fast, \
+            counting(monkeypatch, matmul_module, '_onednn_linear') as onednn:
+        out, grads = forward_and_grads(pointwise_conv2d, leaves(x, weight, bias))
+    # Forward and both gradient products on oneDNN where it runs.
+    assert len(fast) == len(onednn) / 3 == int(matmul_module.ONEDNN)
     assert out.transpose(0, 1).is_contiguous()  # (C, N, H, W) storage
     expected, ref_grads = forward_and_grads(pointwise_conv2d_reference, leaves(x, weight, bias))
     assert_close_scaled([out], [expected])
@@ -265,9 +270,10 @@ def test_gated_projection_recomputes_and_matches(monkeypatch, gelu, memory):
     gate = layout(torch.randn(2, 6, 5, 7), memory)
     weight = torch.randn(4, 6, 1, 1)
     fn = (lambda f: lambda v, g, w: f(v, g, w, gelu))
-    with counting(monkeypatch, gated_module._GatedProjection, 'apply') as fast:
+    with counting(monkeypatch, gated_module._GatedProjection, 'apply') as fast, \
+            counting(monkeypatch, matmul_module, '_onednn_linear') as onednn:
         out, grads = forward_and_grads(fn(gated_projection), leaves(value, gate, weight))
-    assert fast
+    assert fast and len(onednn) == 3 * int(matmul_module.ONEDNN)
     assert out.is_contiguous(memory_format=torch.channels_last)
     expected, ref_grads = forward_and_grads(fn(gated_projection_reference),
                                             leaves(value, gate, weight))

@@ -37,14 +37,17 @@ def gated_projection_reference(value: torch.Tensor, gate: torch.Tensor, weight: 
 
 
 class _GatedProjection(torch.autograd.Function):
-    """``linear((a * act(b)).t(), weight)`` for ``(K, N)`` ``a`` and ``b``; saves ``a``, ``b``."""
+    """``linear((a * act(b)).t(), weight)`` for ``(K, N)`` ``a`` and ``b``; saves ``a``, ``b``.
+
+    Every product, forward and backward, runs on :func:`~.matmul.linear`.
+    """
 
     @staticmethod
     def forward(ctx, a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor,
                 gelu: bool) -> torch.Tensor:
         ctx.save_for_backward(a, b, weight)
         ctx.gelu = gelu
-        return F.linear((a * (F.gelu(b) if gelu else b)).t(), as_dtype(weight, a.dtype))
+        return linear((a * (F.gelu(b) if gelu else b)).t(), as_dtype(weight, a.dtype), None)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -53,7 +56,7 @@ class _GatedProjection(torch.autograd.Function):
         a_, b_ = a.to(dtype), b.to(dtype)
         gate = F.gelu(b_) if ctx.gelu else b_
         grad_a = grad_b = grad_w = None
-        grad_hidden = torch.mm(weight.to(dtype).t(), grad.t())
+        grad_hidden = linear(weight.to(dtype).t(), grad, None)  # weight.T @ grad.T
         if ctx.needs_input_grad[0]:
             grad_a = (grad_hidden * gate).to(a.dtype)
         if ctx.needs_input_grad[1]:
@@ -62,7 +65,7 @@ class _GatedProjection(torch.autograd.Function):
                 grad_b = torch.ops.aten.gelu_backward(grad_b, b_)
             grad_b = grad_b.to(b.dtype)
         if ctx.needs_input_grad[2]:
-            grad_w = torch.mm(grad.t(), (a_ * gate).t()).to(weight.dtype)
+            grad_w = linear(grad.t(), a_ * gate, None).to(weight.dtype)  # grad.T @ hidden.T
         return grad_a, grad_b, grad_w, None
 
 

@@ -1,19 +1,20 @@
-"""The matrix product every 1x1 convolution of ParCNetV2 runs on in inference.
+"""The matrix product every 1x1 convolution of ParCNetV2 runs on.
 
 ``linear(x, weight, bias) = x @ weight.T + bias`` for 2-D ``x``, the
 product behind :func:`~.pointwise.pointwise_conv2d` and
-:func:`~.gating.gated_projection`, which hold about three quarters of the
-model's multiply-adds.  On x86 CPUs, for float32 tensors autograd does not
-record and CPU autocast is off, it runs as a oneDNN matmul (``torch.ops.mkldnn._linear_pointwise``,
-the kernel ``torch.compile`` uses for CPU linear layers) with the bias
-fused into the product, instead of the BLAS ``addmm`` behind ``F.linear``.
+:func:`~.gating.gated_projection` (their forward and backward passes), which
+hold about three quarters of the model's multiply-adds.  On x86 CPUs, for
+float32 tensors with CPU autocast off, and where autograd does not record
+the call (inference, and inside those ops' own autograd Functions), it runs
+as a oneDNN matmul (``torch.ops.mkldnn._linear_pointwise``, the kernel
+``torch.compile`` uses for CPU linear layers) with the bias fused into the
+product, instead of the BLAS ``addmm`` behind ``F.linear``.
 
-Measured on the project's machine (AMD EPYC, AVX-512, one thread; every
-1x1 shape of ParCNetV2-T at 224x224 and 800x1216): oneDNN takes 0.4-0.6x
-the time of MKL's ``addmm``, whose x86 kernels do not use AVX-512 on AMD
-processors.  Not measured on Intel processors, where MKL's kernels are
-faster; oneDNN is Intel's library as well, so no loss is expected there.
-Training keeps ``F.linear``/``addmm`` (their gradients are autograd's).
+Measured on the project's machine (AMD EPYC, AVX-512, one thread, every 1x1
+shape of ParCNetV2-T at 224x224 and 800x1216; ``benchmark.py --products``
+prints the table): oneDNN takes about half the time of MKL's ``addmm``,
+whose kernels do not use AVX-512 on AMD processors.  Not measured on Intel
+processors, where MKL is faster than here; oneDNN is Intel's library too.
 
 Reference: :func:`linear_reference` (``F.linear``).
 """
@@ -45,12 +46,17 @@ def linear_reference(x: torch.Tensor, weight: torch.Tensor,
     return F.linear(x, weight, bias)
 
 
-def uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> bool:
-    """Whether :func:`linear` runs on oneDNN for these tensors."""
+def onednn_applies(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> bool:
+    """Whether oneDNN may compute this product (autograd aside): float32 on an x86 CPU."""
     return (ONEDNN and x.dtype == torch.float32 and weight.dtype == torch.float32
             and (bias is None or bias.dtype == torch.float32) and x.numel() > 0
             and on_devices(x, ('cpu', )) and x.device.type == 'cpu'
-            and not torch.is_autocast_enabled('cpu') and not needs_grad(x, weight, bias))
+            and not torch.is_autocast_enabled('cpu'))
+
+
+def uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> bool:
+    """Whether :func:`linear` runs on oneDNN for these tensors (not recorded by autograd)."""
+    return onednn_applies(x, weight, bias) and not needs_grad(x, weight, bias)
 
 
 def _onednn_linear(x: torch.Tensor, weight: torch.Tensor,

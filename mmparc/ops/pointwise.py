@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .dispatch import as_dtype, needs_grad, on_devices
-from .matmul import linear, uses_onednn
+from .matmul import linear, onednn_applies, uses_onednn
 
 
 def _conv_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -29,6 +29,38 @@ def pointwise_conv2d_reference(x: torch.Tensor, weight: torch.Tensor,
                                bias: Optional[torch.Tensor]) -> torch.Tensor:
     """``F.conv2d`` with a 1x1 kernel; ``weight`` is ``(O, I)`` or ``(O, I, 1, 1)``."""
     return F.conv2d(x, _conv_weight(weight).to(x.dtype), None if bias is None else bias.to(x.dtype))
+
+
+class _PointwiseConv(torch.autograd.Function):
+    """``weight @ rows.T + bias`` as ``(O, N)``, every product on :func:`~.matmul.linear`."""
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor, matrix: torch.Tensor,
+                bias: Optional[torch.Tensor]) -> torch.Tensor:
+        ctx.save_for_backward(rows, matrix)
+        ctx.has_bias = bias is not None
+        return _channel_major_product(rows, matrix, bias)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        rows, matrix = ctx.saved_tensors
+        grad_rows = grad_matrix = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_rows = linear(grad.t(), matrix.t(), None)  # grad.T @ matrix
+        if ctx.needs_input_grad[1]:
+            grad_matrix = linear(grad, rows.t(), None)  # grad @ rows
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(1)
+        return grad_rows, grad_matrix, grad_bias
+
+
+def _channel_major_product(rows: torch.Tensor, matrix: torch.Tensor,
+                           bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """``matrix @ rows.T + bias[:, None]`` on oneDNN (not recorded by autograd)."""
+    out = linear(matrix, rows, None)
+    if bias is not None:
+        out.add_(bias.unsqueeze(1))  # this op's own new tensor
+    return out
 
 
 def pointwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
@@ -47,9 +79,9 @@ def pointwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
     if not channel_major and not needs_grad(x, matrix, bias):
         return linear(rows, matrix, bias).view(batch, height, width, -1).permute(0, 3, 1, 2)
     if uses_onednn(matrix, rows, bias):
-        out = linear(matrix, rows, None)  # (O, N): weight @ rows.T
-        if bias is not None:
-            out.add_(bias.unsqueeze(1))  # this op's own new tensor
+        out = _channel_major_product(rows, matrix, bias)
+    elif onednn_applies(matrix, rows, bias):  # training: the same products, backward too
+        out = _PointwiseConv.apply(rows, matrix, bias)
     elif bias is None:
         out = torch.mm(matrix, rows.t())
     else:

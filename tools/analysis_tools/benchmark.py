@@ -24,6 +24,12 @@ are the GPU ones (224 b64, 800x1216 b2), and the RSS memory probes are
 skipped (they measure host memory).
 
 Writes ``benchmark.json`` and ``benchmark.png`` to ``--out``.
+
+``--products`` times, instead, the matrix products of every 1x1
+convolution of the backbone (inference shapes at 224 b1 and 800x1216 b1) as
+:func:`mmparc.ops.linear` computes them on this CPU (oneDNN where it runs)
+against ``F.linear`` (the BLAS ``addmm`` of ``nn.Linear``, which ConvNeXt's
+MLPs use), and writes ``products.json``.
 """
 import argparse
 import importlib.util
@@ -309,6 +315,68 @@ def plot(results: List[dict], names: Sequence[str], path: Path, arch: str) -> No
     plt.close(fig)
 
 
+# --------------------------------------------------------------- products
+def product_shapes(arch: str, height: int, width: int) -> List[Tuple[str, int, int, int]]:
+    """``(name, rows, in, out)`` of every distinct 1x1 product of the backbone's forward."""
+    from mmparc.models import ParCNetV2
+    dims = ParCNetV2.arch_settings[arch]['dims']
+    shapes = []
+    for i, dim in enumerate(dims):
+        rows = -(-height // (4 * 2**i)) * -(-width // (4 * 2**i))
+        hidden = int(5 * dim)
+        shapes += [(f'stage {i} pwconv1', rows, dim, 2 * dim),
+                   (f'stage {i} pwconv2', rows, dim, dim),
+                   (f'stage {i} fc1', rows, dim, hidden),
+                   (f'stage {i} fc2', rows, hidden // 2, dim)]
+    return shapes
+
+
+def time_products(arch: str, clock: Callable[[], float]) -> List[dict]:
+    """Median time of each 1x1 product by ``mmparc.ops.linear`` and by ``F.linear``."""
+    import torch.nn.functional as F
+
+    from mmparc.ops import linear
+    from mmparc.ops.matmul import uses_onednn
+    rows_out = []
+    for config, _, height, width, _ in (CONFIGS[0], CONFIGS[2]):
+        for name, rows, fan_in, fan_out in product_shapes(arch, height, width):
+            x, weight = torch.randn(rows, fan_in), torch.randn(fan_out, fan_in) / fan_in**0.5
+            bias = torch.randn(fan_out)
+            calls = {'mmparc': lambda: linear(x, weight, bias),
+                     'F.linear': lambda: F.linear(x, weight, bias)}
+            repeats = max(3, min(30, int(2e8 // (rows * fan_in * fan_out))))
+            times: Dict[str, List[float]] = {k: [] for k in calls}
+            with torch.inference_mode():
+                for call in calls.values():
+                    call()
+                for _ in range(repeats):
+                    for key, call in calls.items():
+                        start = clock()
+                        call()
+                        times[key].append(clock() - start)
+                onednn = uses_onednn(x, weight, bias)
+            med = {k: statistics.median(v) * 1000 for k, v in times.items()}
+            rows_out.append({'config': config, 'layer': name, 'rows': rows, 'in': fan_in,
+                             'out': fan_out, 'onednn': onednn, 'mmparc_ms': med['mmparc'],
+                             'f_linear_ms': med['F.linear']})
+    return rows_out
+
+
+def products_table(rows: List[dict]) -> str:
+    lines = [f"{'config':<13} {'layer':<16} {'rows x in -> out':>20} {'mmparc ms':>10} "
+             f"{'F.linear ms':>12} {'ratio':>6}"]
+    for r in rows:
+        lines.append(f"{r['config']:<13} {r['layer']:<16} "
+                     f"{r['rows']:>9} x {r['in']:>3} -> {r['out']:>4} {r['mmparc_ms']:>10.3f} "
+                     f"{r['f_linear_ms']:>12.3f} {r['mmparc_ms'] / r['f_linear_ms']:>5.2f}x")
+    total = sum(r['mmparc_ms'] for r in rows) / sum(r['f_linear_ms'] for r in rows)
+    ratios = sorted(r['mmparc_ms'] / r['f_linear_ms'] for r in rows)
+    lines.append(f"oneDNN {'ran' if all(r['onednn'] for r in rows) else 'did NOT run'}; "
+                 f'mmparc / F.linear per product {ratios[0]:.2f}x-{ratios[-1]:.2f}x, '
+                 f'summed over the table {total:.2f}x')
+    return '\n'.join(lines)
+
+
 # ------------------------------------------------------------------- main
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -336,6 +404,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--max-call', type=float, default=8.0,
                         help='seconds above which a model is timed by its warm-up call only')
     parser.add_argument('--no-memory', action='store_true', help='skip the memory probes')
+    parser.add_argument('--products', action='store_true',
+                        help='time the 1x1 products (mmparc.ops.linear vs F.linear) only')
     parser.add_argument('--out', default=str(ROOT / 'outputs' / 'benchmark'))
     parser.add_argument('--probe', choices=MODELS, help=argparse.SUPPRESS)
     parser.add_argument('--probe-shape', help=argparse.SUPPRESS)
@@ -367,6 +437,20 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         clock_name = 'cpu' if torch.get_num_threads() == 1 and device.type == 'cpu' else 'wall'
     clock = (synchronized_clock(device) if device.type == 'cuda'
              else time.process_time if clock_name == 'cpu' else time.perf_counter)
+    if args.products:
+        if device.type != 'cpu':
+            raise SystemExit('benchmark.py: --products times the CPU products; drop --device')
+        products = time_products(args.arch, clock)
+        print(f'torch {torch.__version__}, {torch.get_num_threads()} thread(s), {clock_name} '
+              f'clock, {platform.processor() or platform.machine()}\n'
+              + products_table(products))
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        partial = out / 'products.json.part'
+        partial.write_text(json.dumps({'arch': args.arch, 'torch': torch.__version__,
+                                       'products': products}, indent=1))
+        os.replace(partial, out / 'products.json')
+        return {'products': products}
     names = [n for n in MODELS if n in args.models]
     benches = {n: Bench(n, args.arch, device) for n in names}
     agreement = check_agreement(benches, torch.randn(1, 3, 224, 224, device=device))
