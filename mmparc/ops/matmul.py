@@ -12,9 +12,11 @@ product, instead of the BLAS ``addmm`` behind ``F.linear``.
 
 Measured on the project's machine (AMD EPYC, AVX-512, one thread, every 1x1
 shape of ParCNetV2-T at 224x224 and 800x1216; ``benchmark.py --products``
-prints the table): oneDNN takes about half the time of MKL's ``addmm``,
-whose kernels do not use AVX-512 on AMD processors.  Not measured on Intel
-processors, where MKL is faster than here; oneDNN is Intel's library too.
+prints the table): oneDNN takes 0.43-0.79x the time of MKL's ``addmm``
+(0.56x summed; the high end where page faults on large fresh outputs
+dominate both); oneDNN runs its AVX-512 kernels there (``ONEDNN_VERBOSE=1``).
+Not measured on Intel processors, where MKL may well be faster than here;
+oneDNN is Intel's library too.
 
 Reference: :func:`linear_reference` (``F.linear``).
 """
