@@ -184,6 +184,20 @@ def test_onednn_is_available_on_x86():
         assert matmul_module.ONEDNN
 
 
+def test_onednn_self_check_refuses_a_changed_op(monkeypatch):
+    """A torch whose internal op is gone or changed runs F.linear instead."""
+    assert matmul_module._onednn_works() == matmul_module.ONEDNN
+
+    def changed(*args):
+        raise RuntimeError('_linear_pointwise() expected at most 5 arguments')
+
+    monkeypatch.setattr(torch.ops.mkldnn, '_linear_pointwise', changed, raising=False)
+    assert not matmul_module._onednn_works()
+    monkeypatch.setattr(torch.ops.mkldnn, '_linear_pointwise',
+                        lambda x, w, b, *rest: x @ w.t(), raising=False)  # bias dropped
+    assert not matmul_module._onednn_works()
+
+
 @ONEDNN
 @pytest.mark.parametrize('rows', ['contiguous', 'strided', 'transposed', 'one'])
 @pytest.mark.parametrize('bias', [False, True])

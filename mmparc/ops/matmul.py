@@ -31,15 +31,26 @@ from .dispatch import needs_grad, on_devices
 _X86 = platform.machine().lower() in ('x86_64', 'amd64', 'i686', 'x86')
 
 
-def _onednn_available() -> bool:
+def _onednn_works() -> bool:
+    """Whether this torch build has the oneDNN product, with the signature used here.
+
+    ``_linear_pointwise`` is an internal op of torch: one small product,
+    compared with ``F.linear``, decides once per process, so that a build
+    without it, or one where it changed, runs ``F.linear`` instead.
+    """
     try:
-        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn,
-                                                                '_linear_pointwise')
-    except (AttributeError, RuntimeError):
+        if not torch.backends.mkldnn.is_available():
+            return False
+        x = torch.arange(12, dtype=torch.float32).view(3, 4) / 7
+        weight = torch.arange(8, dtype=torch.float32).view(2, 4) / 5 - 0.5
+        bias = torch.tensor([0.25, -1.0])
+        out = torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'none', [], '')
+        return bool(torch.allclose(out, F.linear(x, weight, bias), rtol=1e-5, atol=1e-6))
+    except (AttributeError, RuntimeError, TypeError):
         return False
 
 
-ONEDNN = _X86 and _onednn_available()
+ONEDNN = _X86 and _onednn_works()
 
 
 def linear_reference(x: torch.Tensor, weight: torch.Tensor,
