@@ -215,8 +215,23 @@ def test_linear_inference_runs_onednn(monkeypatch, rows, bias):
     assert_close_scaled([out], [expected.float()])
 
 
-@pytest.mark.parametrize('case', ['grad', 'float64', 'bfloat16', 'cuda_paths', 'empty',
-                                  'autocast'])
+@ONEDNN
+def test_linear_training_runs_onednn_forward_and_backward(monkeypatch):
+    x, weight, bias = torch.randn(50, 12)[::2], torch.randn(7, 12), torch.randn(7)
+    with counting(monkeypatch, matmul_module, '_onednn_linear') as fast:
+        out, grads = forward_and_grads(linear, leaves(x, weight, bias))
+    assert len(fast) == 3  # the product, then grad_x and grad_weight
+    expected, ref_grads = forward_and_grads(linear_reference, leaves(x, weight, bias))
+    assert_close_scaled([out], [expected])
+    assert_close_scaled(grads, ref_grads)
+
+
+def test_linear_takes_matrices():
+    with pytest.raises(ValueError, match='2-D x and weight'):
+        linear(torch.randn(2, 3, 4), torch.randn(5, 4), None)
+
+
+@pytest.mark.parametrize('case', ['float64', 'bfloat16', 'cuda_paths', 'empty', 'autocast'])
 def test_linear_falls_back_to_the_reference(monkeypatch, case):
     x, weight, bias = torch.randn(9, 6), torch.randn(4, 6), torch.randn(4)
     if case == 'float64':
@@ -225,7 +240,7 @@ def test_linear_falls_back_to_the_reference(monkeypatch, case):
         x, weight, bias = x.bfloat16(), weight.bfloat16(), bias.bfloat16()
     if case == 'empty':
         x = x[:0]
-    inputs = leaves(x, weight, bias) if case == 'grad' else [x, weight, bias]
+    inputs = leaves(x, weight, bias)
     paths = {'cuda_paths': device_paths('cuda'),
              'autocast': torch.autocast('cpu', torch.bfloat16)}.get(case, contextlib.nullcontext())
     with counting(monkeypatch, matmul_module, '_onednn_linear') as fast, paths:
@@ -233,8 +248,9 @@ def test_linear_falls_back_to_the_reference(monkeypatch, case):
         expected = linear_reference(*inputs)
     assert not fast
     assert torch.equal(out, expected) and out.dtype == expected.dtype
-    if case == 'grad':
-        assert out.requires_grad
+    grads = torch.autograd.grad(out.float().sum(), inputs) if out.numel() else None
+    if grads is not None:
+        assert all(g is not None for g in grads)
 
 
 # ------------------------------------------------------- pointwise conv

@@ -4,11 +4,10 @@
 product behind :func:`~.pointwise.pointwise_conv2d` and
 :func:`~.gating.gated_projection` (their forward and backward passes), which
 hold about three quarters of the model's multiply-adds.  On x86 CPUs, for
-float32 tensors with CPU autocast off, and where autograd does not record
-the call (inference, and inside those ops' own autograd Functions), it runs
-as a oneDNN matmul (``torch.ops.mkldnn._linear_pointwise``, the kernel
-``torch.compile`` uses for CPU linear layers) with the bias fused into the
-product, instead of the BLAS ``addmm`` behind ``F.linear``.
+float32 tensors with CPU autocast off, it runs as a oneDNN matmul
+(``torch.ops.mkldnn._linear_pointwise``, an internal op of torch's CPU
+compiler backend) with the bias fused into the product, instead of the BLAS ``addmm`` behind ``F.linear``; where autograd
+records it, an autograd Function runs the gradient products on oneDNN too.
 
 Measured on the project's machine (AMD EPYC, AVX-512, one thread, every 1x1
 shape of ParCNetV2-T at 224x224 and 800x1216; ``benchmark.py --products``
@@ -77,12 +76,40 @@ def _onednn_linear(x: torch.Tensor, weight: torch.Tensor,
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'none', [], '')
 
 
+class _Linear(torch.autograd.Function):
+    """``x @ weight.T + bias`` whose gradient products run on oneDNN too."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor,
+                bias: Optional[torch.Tensor]) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _onednn_linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = linear(grad, weight.t(), None)  # grad @ weight
+        if ctx.needs_input_grad[1]:
+            grad_weight = linear(grad.t(), x.t(), None)  # grad.T @ x
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(0)
+        return grad_x, grad_weight, grad_bias
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
-    """:func:`linear_reference`; oneDNN on x86 CPUs in inference (float32).
+    """:func:`linear_reference`; on oneDNN for float32 on x86 CPUs, gradients too.
 
     ``x`` may be any 2-D view (rows of a channels-last map, the transpose of
     a channel-major one); the result is a new contiguous ``(N, O)`` tensor.
     """
-    if uses_onednn(x, weight, bias):
-        return _onednn_linear(x, weight, bias)
-    return F.linear(x, weight, bias)
+    if x.dim() != 2 or weight.dim() != 2:
+        raise ValueError(f'linear takes 2-D x and weight, got {tuple(x.shape)} and '
+                         f'{tuple(weight.shape)}')
+    if not onednn_applies(x, weight, bias):
+        return F.linear(x, weight, bias)
+    if needs_grad(x, weight, bias):
+        return _Linear.apply(x, weight, bias)
+    return _onednn_linear(x, weight, bias)

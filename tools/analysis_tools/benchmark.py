@@ -4,7 +4,11 @@ In one process, the backbones run side by side on the same inputs:
 
 * ``ParCNetV2-<arch>`` (mmparc, the default fast path), ``fixed`` and
   ``global`` kernel modes;
-* mmpretrain's ``ConvNeXt`` of the same size;
+* mmpretrain's ``ConvNeXt`` of the same size, and the same model with its
+  ``nn.Linear`` layers computed by :func:`mmparc.ops.linear`
+  (``convnext-onednn``: the products ParCNetV2's 1x1 convolutions run on,
+  oneDNN on x86 CPUs, forward and backward), so that the ratio separates
+  the architecture from the CPU's BLAS;
 * the official computation as restated in ``tests/reference_official.py``
   (NCHW, every oversized 1-D kernel by direct ``conv2d``), in both modes,
   with the same weights as the mmparc models.
@@ -50,8 +54,9 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 CONVNEXT_ARCH = {'t': 'tiny', 's': 'small', 'b': 'base'}
-MODELS = ('convnext', 'fixed', 'global', 'official-fixed', 'official-global')
-LABELS = {'convnext': 'ConvNeXt', 'fixed': 'fixed', 'global': 'global',
+MODELS = ('convnext', 'convnext-onednn', 'fixed', 'global', 'official-fixed', 'official-global')
+LABELS = {'convnext': 'ConvNeXt', 'convnext-onednn': 'ConvNeXt-dnn', 'fixed': 'fixed',
+          'global': 'global',
           'official-fixed': 'official fixed', 'official-global': 'official global'}
 # name, batch, height, width, timed repeats (forward, training step).
 CONFIGS = (('224 b1', 1, 224, 224, (15, 7)),
@@ -86,10 +91,15 @@ class Bench:
         self.autocast = DTYPES[dtype]
         ref = load_reference()
         self.depths = ref.ARCHS[arch][0]
-        if name == 'convnext':
+        if name in ('convnext', 'convnext-onednn'):
             from mmpretrain.models import ConvNeXt
+            torch.manual_seed(0)
             self.model = ConvNeXt(arch=CONVNEXT_ARCH[arch], out_indices=(3, ),
                                   gap_before_final_norm=False)
+            if name == 'convnext-onednn':
+                for module in self.model.modules():
+                    if isinstance(module, torch.nn.Linear):
+                        module.forward = _rows_linear.__get__(module)
         elif name in ('fixed', 'global'):
             from mmparc.models import ParCNetV2
             self.model = ParCNetV2(arch, kernel_mode=name, out_indices=(3, ),
@@ -132,6 +142,12 @@ class Bench:
         for p in self.parameters():
             p.grad = None
         self.forward(x).float().mean().backward()
+
+
+def _rows_linear(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``nn.Linear.forward`` by :func:`mmparc.ops.linear` (a 2-D product over rows)."""
+    from mmparc.ops import linear
+    return linear(x.reshape(-1, x.shape[-1]), self.weight, self.bias).view(*x.shape[:-1], -1)
 
 
 def official_weights(ref, arch: str) -> Dict[str, torch.Tensor]:
@@ -235,18 +251,21 @@ def fmt_ms(entry: Optional[dict]) -> str:
 def table(results: List[dict], names: Sequence[str], arch: str) -> str:
     head = (f"{'config':<17} {'mode':<8}"
             + ''.join(f' {LABELS[n] + " ms":>18}' for n in names)
-            + f" {'fixed/CNX':>9} {'global/CNX':>10} {'off/fixed':>9} {'off/global':>10}")
+            + f" {'fixed/CNX':>9} {'global/CNX':>10} {'fixed/CNXd':>10} {'off/fixed':>9}"
+            + f" {'off/global':>10}")
     lines = [head, '-' * len(head)]
     for r in results:
         t = r['timings']
         row = f"{r['config']:<17} {r['mode']:<8}" + ''.join(f' {fmt_ms(t.get(n)):>18}'
                                                             for n in names)
         ratios = [ratio(t, 'fixed', 'convnext'), ratio(t, 'global', 'convnext'),
+                  ratio(t, 'fixed', 'convnext-onednn'),
                   ratio(t, 'official-fixed', 'fixed'), ratio(t, 'official-global', 'global')]
         row += ''.join(f' {v:>{w}}' for v, w in zip(
-            [f'{x:.2f}x' if x else '-' for x in ratios], (9, 10, 9, 10)))
+            [f'{x:.2f}x' if x else '-' for x in ratios], (9, 10, 10, 9, 10)))
         lines.append(row)
-    lines.append(f'ParCNetV2-{arch.upper()} vs ConvNeXt-{arch.upper()} (CNX); '
+    lines.append(f'ParCNetV2-{arch.upper()} vs ConvNeXt-{arch.upper()} (CNX; CNXd: its Linear '
+                 'layers on mmparc.ops.linear, as ours); '
                  'off/x = official time / mmparc time (speed-up); * = one run only.')
     return '\n'.join(lines)
 
@@ -483,7 +502,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if (not args.no_memory and memory_config and 'train' in args.modes
             and device.type == 'cpu' and args.dtypes == ['fp32']):
         _, batch, height, width, _ = memory_config
-        for name in [n for n in names if not n.startswith('official')]:
+        for name in [n for n in names if not n.startswith('official') and n != 'convnext-onednn']:
             memory[name] = probe_memory(args.arch, name, batch, height, width,
                                         torch.get_num_threads())
 
