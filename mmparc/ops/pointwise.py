@@ -46,7 +46,9 @@ class _PointwiseConv(torch.autograd.Function):
         rows, matrix = ctx.saved_tensors
         grad_rows = grad_matrix = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_rows = linear(grad.t(), matrix.t(), None)  # grad.T @ matrix
+            # (matrix.T @ grad).T: the channel-major grad is oneDNN's weight
+            # operand, which it reorders anyway; as the input it would be copied.
+            grad_rows = linear(matrix.t(), grad.t(), None).t()
         if ctx.needs_input_grad[1]:
             grad_matrix = linear(grad, rows.t(), None)  # grad @ rows
         if ctx.has_bias and ctx.needs_input_grad[2]:
