@@ -292,6 +292,20 @@ def test_pointwise_conv_inference_layouts(monkeypatch, channel_major, memory):
     assert train.transpose(0, 1).is_contiguous()
 
 
+@pytest.mark.parametrize('grad', [False, True])
+@pytest.mark.parametrize('channel_major', [False, True])
+def test_pointwise_and_gated_projection_take_empty_batches(grad, channel_major):
+    x, weight = torch.randn(0, 6, 5, 7), torch.randn(4, 6)
+    inputs = leaves(x, weight) if grad else [x, weight]
+    with torch.set_grad_enabled(grad):
+        out = pointwise_conv2d(*inputs, None, channel_major)
+        gated = gated_projection(inputs[0], inputs[0], inputs[1], True)
+    assert out.shape == gated.shape == (0, 4, 5, 7)
+    if grad:
+        (out.sum() + gated.sum()).backward()
+        assert inputs[0].grad.shape == x.shape
+
+
 # ----------------------------------------------------- gated projection
 @pytest.mark.parametrize('gelu', [False, True])
 @pytest.mark.parametrize('memory', ['channel_major', 'channels_last', 'contiguous'])

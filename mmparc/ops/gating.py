@@ -102,4 +102,4 @@ def gated_projection(value: torch.Tensor, gate: torch.Tensor, weight: torch.Tens
             _channel_rows(value).t(), _channel_rows(gate).t())
         hidden = F.gelu(b).mul_(a) if gelu else a * b
         out = linear(hidden, as_dtype(matrix, a.dtype), None)
-    return out.view(batch, height, width, -1).permute(0, 3, 1, 2)
+    return out.view(batch, height, width, matrix.shape[0]).permute(0, 3, 1, 2)

@@ -6,8 +6,9 @@ product behind :func:`~.pointwise.pointwise_conv2d` and
 hold about three quarters of the model's multiply-adds.  On x86 CPUs, for
 float32 tensors with CPU autocast off, it runs as a oneDNN matmul
 (``torch.ops.mkldnn._linear_pointwise``, an internal op of torch's CPU
-compiler backend) with the bias fused into the product, instead of the BLAS ``addmm`` behind ``F.linear``; where autograd
-records it, an autograd Function runs the gradient products on oneDNN too.
+compiler backend) with the bias fused into the product, instead of the
+BLAS ``addmm`` behind ``F.linear``; where autograd records it, an autograd
+Function runs the gradient products on oneDNN too.
 
 Measured on the project's machine (AMD EPYC, AVX-512, one thread, every 1x1
 shape of ParCNetV2-T at 224x224 and 800x1216; ``benchmark.py --products``
@@ -61,7 +62,8 @@ def linear_reference(x: torch.Tensor, weight: torch.Tensor,
 def onednn_applies(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> bool:
     """Whether oneDNN may compute this product (autograd aside): float32 on an x86 CPU."""
     return (ONEDNN and x.dtype == torch.float32 and weight.dtype == torch.float32
-            and (bias is None or bias.dtype == torch.float32) and x.numel() > 0
+            and (bias is None or bias.dtype == torch.float32)
+            and x.numel() > 0 and weight.numel() > 0
             and on_devices(x, ('cpu', )) and x.device.type == 'cpu'
             and not torch.is_autocast_enabled('cpu'))
 

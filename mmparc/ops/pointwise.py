@@ -7,7 +7,7 @@ transposed input, whose rows are free to read from channels-last storage)
 saves a layout copy per map.  The gated projection's backward pass reads
 channel-major maps too, so training always writes them; in inference a
 layer that feeds no oversized convolution (the MLP's ``fc1``) gets
-channels-last rows, the faster product there (:func:`~.linear.linear`,
+channels-last rows, the faster product there (:func:`~.matmul.linear`,
 with its bias fused).  The result is an ordinary NCHW tensor; only its
 strides differ.  Reference: :func:`pointwise_conv2d_reference`.
 """
@@ -79,7 +79,8 @@ def pointwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
     matrix = as_dtype(weight if weight.dim() == 2 else weight.flatten(1), x.dtype)
     bias = None if bias is None else as_dtype(bias, x.dtype)
     if not channel_major and not needs_grad(x, matrix, bias):
-        return linear(rows, matrix, bias).view(batch, height, width, -1).permute(0, 3, 1, 2)
+        out = linear(rows, matrix, bias)
+        return out.view(batch, height, width, matrix.shape[0]).permute(0, 3, 1, 2)
     if uses_onednn(matrix, rows, bias):
         out = _channel_major_product(rows, matrix, bias)
     elif onednn_applies(matrix, rows, bias):  # training: the same products, backward too
@@ -88,4 +89,4 @@ def pointwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
         out = torch.mm(matrix, rows.t())
     else:
         out = torch.addmm(bias.unsqueeze(1), matrix, rows.t())
-    return out.view(-1, batch, height, width).transpose(0, 1)
+    return out.view(matrix.shape[0], batch, height, width).transpose(0, 1)
