@@ -22,6 +22,7 @@ import torch
 
 import reference_official as ref
 from demo import toy_data
+from mmparc.ops import matmul
 
 ROOT = Path(__file__).resolve().parents[1]
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
@@ -120,6 +121,36 @@ def test_benchmark_dtype_rows(tmp_path):
     lines = summary['table'].splitlines()
     assert any(line.startswith('224 b1 bf16') for line in lines), summary['table']
     assert summary['device'] == 'cpu'
+
+
+def test_benchmark_convnext_on_the_same_products(tmp_path):
+    """``convnext-onednn``: ConvNeXt-T with its Linear layers on mmparc.ops.linear, a column
+    and a ``fixed/CNXd`` ratio of its own; no memory probe (its training is ConvNeXt's)."""
+    proc = _benchmark(['--configs', '224 b1', '--models', 'convnext', 'convnext-onednn',
+                       'fixed', '--modes', 'forward', '--repeat-scale', '0.1'], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / 'benchmark.json').read_text())
+    assert set(summary['results'][0]['timings']) == {'convnext', 'convnext-onednn', 'fixed'}
+    head, _, row = summary['table'].splitlines()[:3]
+    assert 'ConvNeXt-dnn ms' in head and 'fixed/CNXd' in head
+    assert row.split()[-3].endswith('x')  # fixed/CNXd filled in, official ratios '-'
+
+
+def test_benchmark_products(tmp_path):
+    """``--products``: every 1x1 product of the backbone, mmparc.ops.linear vs F.linear."""
+    proc = _benchmark(['--products'], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    products = json.loads((tmp_path / 'products.json').read_text())['products']
+    layers = {(p['config'], p['layer']) for p in products}
+    assert len(products) == len(layers) == 2 * 4 * 4  # 2 sizes, 4 stages, 4 layers
+    assert {p['onednn'] for p in products} == {matmul.ONEDNN}
+    stage0 = {p['layer']: (p['rows'], p['in'], p['out']) for p in products
+              if p['config'] == '224 b1' and p['layer'].startswith('stage 0')}
+    assert stage0 == {'stage 0 pwconv1': (3136, 64, 128), 'stage 0 pwconv2': (3136, 64, 64),
+                      'stage 0 fc1': (3136, 64, 320), 'stage 0 fc2': (3136, 160, 64)}
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith('oneDNN ran' if matmul.ONEDNN else 'oneDNN did NOT run'), last
+    assert not list(tmp_path.glob('*.part'))
 
 
 @pytest.mark.parametrize('args,message', [
