@@ -174,7 +174,8 @@ def test_strided_conv_fast_weight_gradient(monkeypatch, geometry):
 
 
 # ---------------------------------------------------------------- linear
-ONEDNN = pytest.mark.skipif(not matmul_module.ONEDNN, reason='oneDNN runs on x86 CPUs only')
+needs_onednn = pytest.mark.skipif(not matmul_module.ONEDNN,
+                                  reason='oneDNN runs on x86 CPUs only')
 
 
 def test_onednn_is_available_on_x86():
@@ -186,7 +187,7 @@ def test_onednn_is_available_on_x86():
 
 def test_onednn_self_check_refuses_a_changed_op(monkeypatch):
     """A torch whose internal op is gone or changed runs F.linear instead."""
-    assert matmul_module._onednn_works() == matmul_module.ONEDNN
+    assert matmul_module.ONEDNN == (matmul_module._X86 and matmul_module._onednn_works())
 
     def changed(*args):
         raise RuntimeError('_linear_pointwise() expected at most 5 arguments')
@@ -198,7 +199,7 @@ def test_onednn_self_check_refuses_a_changed_op(monkeypatch):
     assert not matmul_module._onednn_works()
 
 
-@ONEDNN
+@needs_onednn
 @pytest.mark.parametrize('rows', ['contiguous', 'strided', 'transposed', 'one'])
 @pytest.mark.parametrize('bias', [False, True])
 def test_linear_inference_runs_onednn(monkeypatch, rows, bias):
@@ -215,7 +216,7 @@ def test_linear_inference_runs_onednn(monkeypatch, rows, bias):
     assert_close_scaled([out], [expected.float()])
 
 
-@ONEDNN
+@needs_onednn
 def test_linear_training_runs_onednn_forward_and_backward(monkeypatch):
     x, weight, bias = torch.randn(50, 12)[::2], torch.randn(7, 12), torch.randn(7)
     with counting(monkeypatch, matmul_module, '_onednn_linear') as fast:
@@ -231,7 +232,29 @@ def test_linear_takes_matrices():
         linear(torch.randn(2, 3, 4), torch.randn(5, 4), None)
 
 
-@pytest.mark.parametrize('case', ['float64', 'bfloat16', 'cuda_paths', 'empty', 'autocast'])
+@needs_onednn
+@pytest.mark.parametrize('bias', ['strided', 'expanded'])
+def test_linear_reads_any_bias_layout(bias):
+    x, weight = torch.randn(9, 6), torch.randn(5, 6)
+    b = torch.randn(10)[::2] if bias == 'strided' else torch.randn(1).expand(5)
+    with torch.no_grad():
+        assert_close_scaled([linear(x, weight, b)], [F.linear(x, weight, b)])
+        assert_close_scaled([pointwise_conv2d(x.view(1, 6, 3, 3), weight, b, False)],
+                            [pointwise_conv2d_reference(x.view(1, 6, 3, 3), weight, b)])
+
+
+def test_linear_forward_mode_ad_carries_tangents():
+    import torch.autograd.forward_ad as fwad
+    x, weight, bias = torch.randn(9, 6), torch.randn(4, 6), torch.randn(4)
+    tangent = torch.randn(9, 6)
+    with fwad.dual_level():
+        out = fwad.unpack_dual(linear(fwad.make_dual(x, tangent), weight, bias))
+    assert out.tangent is not None
+    assert_close_scaled([out.primal, out.tangent], [F.linear(x, weight, bias), tangent @ weight.t()])
+
+
+@pytest.mark.parametrize('case', ['float64', 'bfloat16', 'cuda_paths', 'empty', 'autocast',
+                                  'mkldnn_off'])
 def test_linear_falls_back_to_the_reference(monkeypatch, case):
     x, weight, bias = torch.randn(9, 6), torch.randn(4, 6), torch.randn(4)
     if case == 'float64':
@@ -242,7 +265,10 @@ def test_linear_falls_back_to_the_reference(monkeypatch, case):
         x = x[:0]
     inputs = leaves(x, weight, bias)
     paths = {'cuda_paths': device_paths('cuda'),
-             'autocast': torch.autocast('cpu', torch.bfloat16)}.get(case, contextlib.nullcontext())
+             'autocast': torch.autocast('cpu', torch.bfloat16),
+             }.get(case, contextlib.nullcontext())
+    if case == 'mkldnn_off':
+        monkeypatch.setattr(torch.backends.mkldnn, 'enabled', False)
     with counting(monkeypatch, matmul_module, '_onednn_linear') as fast, paths:
         out = linear(*inputs)
         expected = linear_reference(*inputs)

@@ -6,8 +6,9 @@ token mixer's ``pwconv2``, ``act`` identity) and the channel one (the MLP's
 the backward pass and recomputes the product (and ``act(gate)``) there, an
 element-wise pass, instead of keeping them for the whole step.  That is 5
 of the ~22 saved ``C``-channel maps of a block (2.5C + 2.5C in the MLP, C in
-the mixer).  Inputs are NCHW in any storage (the blocks give channel-major
-maps); the fast path's output is channels-last.  Reference:
+the mixer).  Inputs are NCHW in any storage (the mixer gives channel-major
+maps, the MLP's ``fc1`` channel-major ones in training and channels-last
+ones in inference); the fast path's output is channels-last.  Reference:
 :func:`gated_projection_reference`.
 
 ``merge='add'`` computes ``conv1x1(value + act(gate))`` instead: the

@@ -25,6 +25,7 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from torch.autograd import forward_ad
 
 from .dispatch import needs_grad, on_devices
 
@@ -59,22 +60,33 @@ def linear_reference(x: torch.Tensor, weight: torch.Tensor,
     return F.linear(x, weight, bias)
 
 
+def _cpu_autocast() -> bool:
+    """Whether CPU autocast is on (``is_autocast_enabled`` takes a device from torch 2.4)."""
+    try:
+        return torch.is_autocast_enabled('cpu')
+    except TypeError:
+        return torch.is_autocast_cpu_enabled()
+
+
 def onednn_applies(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> bool:
-    """Whether oneDNN may compute this product (autograd aside): float32 on an x86 CPU."""
+    """Whether oneDNN computes ``x @ weight.T + bias`` (with or without autograd).
+
+    Float32 on an x86 CPU, non-empty, in eager mode (see :mod:`.dispatch`),
+    with ``torch.backends.mkldnn`` enabled, CPU autocast off, and outside
+    forward-mode AD (the raw op carries no tangents).
+    """
     return (ONEDNN and x.dtype == torch.float32 and weight.dtype == torch.float32
             and (bias is None or bias.dtype == torch.float32)
             and x.numel() > 0 and weight.numel() > 0
             and on_devices(x, ('cpu', )) and x.device.type == 'cpu'
-            and not torch.is_autocast_enabled('cpu'))
-
-
-def uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> bool:
-    """Whether :func:`linear` runs on oneDNN for these tensors (not recorded by autograd)."""
-    return onednn_applies(x, weight, bias) and not needs_grad(x, weight, bias)
+            and torch.backends.mkldnn.enabled and not _cpu_autocast()
+            and getattr(forward_ad, '_current_level', -1) < 0)
 
 
 def _onednn_linear(x: torch.Tensor, weight: torch.Tensor,
                    bias: Optional[torch.Tensor]) -> torch.Tensor:
+    if bias is not None:
+        bias = bias.contiguous()  # the op reads the bias as dense, whatever its strides
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'none', [], '')
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .dispatch import as_dtype, needs_grad, on_devices
-from .matmul import linear, onednn_applies, uses_onednn
+from .matmul import linear, onednn_applies
 
 
 def _conv_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -32,7 +32,7 @@ def pointwise_conv2d_reference(x: torch.Tensor, weight: torch.Tensor,
 
 
 class _PointwiseConv(torch.autograd.Function):
-    """``weight @ rows.T + bias`` as ``(O, N)``, every product on :func:`~.matmul.linear`."""
+    """``matrix @ rows.T + bias[:, None]`` as ``(O, N)``, every product on :func:`~.matmul.linear`."""
 
     @staticmethod
     def forward(ctx, rows: torch.Tensor, matrix: torch.Tensor,
@@ -81,10 +81,11 @@ def pointwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
     if not channel_major and not needs_grad(x, matrix, bias):
         out = linear(rows, matrix, bias)
         return out.view(batch, height, width, matrix.shape[0]).permute(0, 3, 1, 2)
-    if uses_onednn(matrix, rows, bias):
-        out = _channel_major_product(rows, matrix, bias)
-    elif onednn_applies(matrix, rows, bias):  # training: the same products, backward too
-        out = _PointwiseConv.apply(rows, matrix, bias)
+    if onednn_applies(rows, matrix, bias):
+        if needs_grad(rows, matrix, bias):  # training: the backward products on oneDNN too
+            out = _PointwiseConv.apply(rows, matrix, bias)
+        else:
+            out = _channel_major_product(rows, matrix, bias)
     elif bias is None:
         out = torch.mm(matrix, rows.t())
     else:

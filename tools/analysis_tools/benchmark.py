@@ -29,11 +29,12 @@ skipped (they measure host memory).
 
 Writes ``benchmark.json`` and ``benchmark.png`` to ``--out``.
 
-``--products`` times, instead, the matrix products of every 1x1
-convolution of the backbone (inference shapes at 224 b1 and 800x1216 b1) as
-:func:`mmparc.ops.linear` computes them on this CPU (oneDNN where it runs)
-against ``F.linear`` (the BLAS ``addmm`` of ``nn.Linear``, which ConvNeXt's
-MLPs use), and writes ``products.json``.
+``--products`` times, instead, the op call of every 1x1 layer of the
+backbone (inference, inputs laid out as the model gives them, at 224 b1 and
+800x1216 b1) with its products on oneDNN (:func:`mmparc.ops.linear`) and
+with ``torch.backends.mkldnn`` disabled, where the same ops run BLAS
+``addmm``/``F.linear`` (what ``nn.Linear``, hence ConvNeXt's MLPs, uses),
+and writes ``products.json``.
 """
 import argparse
 import importlib.util
@@ -55,7 +56,7 @@ import torch  # noqa: E402
 
 CONVNEXT_ARCH = {'t': 'tiny', 's': 'small', 'b': 'base'}
 MODELS = ('convnext', 'convnext-onednn', 'fixed', 'global', 'official-fixed', 'official-global')
-LABELS = {'convnext': 'ConvNeXt', 'convnext-onednn': 'ConvNeXt-dnn', 'fixed': 'fixed',
+LABELS = {'convnext': 'ConvNeXt', 'convnext-onednn': 'ConvNeXt-oneDNN', 'fixed': 'fixed',
           'global': 'global',
           'official-fixed': 'official fixed', 'official-global': 'official global'}
 # name, batch, height, width, timed repeats (forward, training step).
@@ -264,8 +265,8 @@ def table(results: List[dict], names: Sequence[str], arch: str) -> str:
         row += ''.join(f' {v:>{w}}' for v, w in zip(
             [f'{x:.2f}x' if x else '-' for x in ratios], (9, 10, 10, 9, 10)))
         lines.append(row)
-    lines.append(f'ParCNetV2-{arch.upper()} vs ConvNeXt-{arch.upper()} (CNX; CNXd: its Linear '
-                 'layers on mmparc.ops.linear, as ours); '
+    lines.append(f'ParCNetV2-{arch.upper()} vs ConvNeXt-{arch.upper()} (CNX; CNXd: ConvNeXt-oneDNN, '
+                 'its Linear layers on mmparc.ops.linear as ours); '
                  'off/x = official time / mmparc time (speed-up); * = one run only.')
     return '\n'.join(lines)
 
@@ -336,7 +337,7 @@ def plot(results: List[dict], names: Sequence[str], path: Path, arch: str) -> No
 
 # --------------------------------------------------------------- products
 def product_shapes(arch: str, height: int, width: int) -> List[Tuple[str, int, int, int]]:
-    """``(name, rows, in, out)`` of every distinct 1x1 product of the backbone's forward."""
+    """``(name, rows, in, out)`` of every distinct 1x1 layer of the backbone."""
     from mmparc.models import ParCNetV2
     dims = ParCNetV2.arch_settings[arch]['dims']
     shapes = []
@@ -350,48 +351,68 @@ def product_shapes(arch: str, height: int, width: int) -> List[Tuple[str, int, i
     return shapes
 
 
-def time_products(arch: str, clock: Callable[[], float]) -> List[dict]:
-    """Median time of each 1x1 product by ``mmparc.ops.linear`` and by ``F.linear``."""
-    import torch.nn.functional as F
+def layer_call(name: str, rows: int, fan_in: int, fan_out: int) -> Callable[[], torch.Tensor]:
+    """The op call one 1x1 layer makes in inference, on inputs laid out as the model's."""
+    from mmparc.ops import gated_projection, pointwise_conv2d
+    weight, bias = torch.randn(fan_out, fan_in) / fan_in**0.5, torch.randn(fan_out)
+    pixels = torch.randn(1, rows, 1, fan_in).permute(0, 3, 1, 2)  # channels-last NCHW
+    if name.endswith('pwconv1'):  # channel-major output, for the oversized convolution
+        return lambda: pointwise_conv2d(pixels, weight, bias, channel_major=True)
+    if name.endswith('fc1'):  # channels-last rows
+        return lambda: pointwise_conv2d(pixels, weight, bias, channel_major=False)
+    if name.endswith('pwconv2'):  # channel-major value and gate, from the mixer
+        value, gate = torch.randn(2, fan_in, 1, rows, 1).unbind(0)
+        value, gate = value.transpose(0, 1), gate.transpose(0, 1)
+        return lambda: gated_projection(value, gate, weight, False)
+    hidden = torch.randn(1, rows, 1, 2 * fan_in).permute(0, 3, 1, 2)  # fc1's output
+    value, gate = hidden.split(fan_in, dim=1)
+    return lambda: gated_projection(value, gate, weight, True)
 
-    from mmparc.ops import linear
-    from mmparc.ops.matmul import uses_onednn
+
+def time_products(arch: str, clock: Callable[[], float]) -> List[dict]:
+    """Median time of each 1x1 layer's op with oneDNN and with it disabled.
+
+    With ``torch.backends.mkldnn`` disabled the ops take their BLAS path
+    (``addmm``/``F.linear``), what they ran before oneDNN.
+    """
+    from mmparc.ops.matmul import onednn_applies
     rows_out = []
     for config, _, height, width, _ in (CONFIGS[0], CONFIGS[2]):
         for name, rows, fan_in, fan_out in product_shapes(arch, height, width):
-            x, weight = torch.randn(rows, fan_in), torch.randn(fan_out, fan_in) / fan_in**0.5
-            bias = torch.randn(fan_out)
-            calls = {'mmparc': lambda: linear(x, weight, bias),
-                     'F.linear': lambda: F.linear(x, weight, bias)}
+            call = layer_call(name, rows, fan_in, fan_out)
             repeats = max(3, min(30, int(2e8 // (rows * fan_in * fan_out))))
-            times: Dict[str, List[float]] = {k: [] for k in calls}
+            times: Dict[str, List[float]] = {'onednn': [], 'blas': []}
             with torch.inference_mode():
-                for call in calls.values():
-                    call()
-                for _ in range(repeats):
-                    for key, call in calls.items():
-                        start = clock()
-                        call()
-                        times[key].append(clock() - start)
-                onednn = uses_onednn(x, weight, bias)
-            med = {k: statistics.median(v) * 1000 for k, v in times.items()}
+                onednn = onednn_applies(torch.empty(1, fan_in), torch.empty(fan_out, fan_in),
+                                        None)
+                enabled = torch.backends.mkldnn.enabled
+                try:
+                    for _ in range(repeats + 1):
+                        for key in times:
+                            torch.backends.mkldnn.enabled = key == 'onednn'
+                            start = clock()
+                            call()
+                            times[key].append(clock() - start)
+                finally:
+                    torch.backends.mkldnn.enabled = enabled
+            med = {k: statistics.median(v[1:]) * 1000 for k, v in times.items()}
             rows_out.append({'config': config, 'layer': name, 'rows': rows, 'in': fan_in,
-                             'out': fan_out, 'onednn': onednn, 'mmparc_ms': med['mmparc'],
-                             'f_linear_ms': med['F.linear']})
+                             'out': fan_out, 'onednn': onednn, 'onednn_ms': med['onednn'],
+                             'blas_ms': med['blas']})
     return rows_out
 
 
 def products_table(rows: List[dict]) -> str:
-    lines = [f"{'config':<13} {'layer':<16} {'rows x in -> out':>20} {'mmparc ms':>10} "
-             f"{'F.linear ms':>12} {'ratio':>6}"]
+    lines = [f"{'config':<13} {'layer':<16} {'rows x in -> out':>20} {'oneDNN ms':>10} "
+             f"{'BLAS ms':>9} {'ratio':>6}"]
     for r in rows:
         lines.append(f"{r['config']:<13} {r['layer']:<16} "
-                     f"{r['rows']:>9} x {r['in']:>3} -> {r['out']:>4} {r['mmparc_ms']:>10.3f} "
-                     f"{r['f_linear_ms']:>12.3f} {r['mmparc_ms'] / r['f_linear_ms']:>5.2f}x")
-    total = sum(r['mmparc_ms'] for r in rows) / sum(r['f_linear_ms'] for r in rows)
-    ratios = sorted(r['mmparc_ms'] / r['f_linear_ms'] for r in rows)
+                     f"{r['rows']:>9} x {r['in']:>3} -> {r['out']:>4} {r['onednn_ms']:>10.3f} "
+                     f"{r['blas_ms']:>9.3f} {r['onednn_ms'] / r['blas_ms']:>5.2f}x")
+    total = sum(r['onednn_ms'] for r in rows) / sum(r['blas_ms'] for r in rows)
+    ratios = sorted(r['onednn_ms'] / r['blas_ms'] for r in rows)
     lines.append(f"oneDNN {'ran' if all(r['onednn'] for r in rows) else 'did NOT run'}; "
-                 f'mmparc / F.linear per product {ratios[0]:.2f}x-{ratios[-1]:.2f}x, '
+                 f'oneDNN / BLAS per layer {ratios[0]:.2f}x-{ratios[-1]:.2f}x, '
                  f'summed over the table {total:.2f}x')
     return '\n'.join(lines)
 
@@ -424,7 +445,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='seconds above which a model is timed by its warm-up call only')
     parser.add_argument('--no-memory', action='store_true', help='skip the memory probes')
     parser.add_argument('--products', action='store_true',
-                        help='time the 1x1 products (mmparc.ops.linear vs F.linear) only')
+                        help='time the 1x1 layers\' ops with oneDNN and with BLAS only')
     parser.add_argument('--out', default=str(ROOT / 'outputs' / 'benchmark'))
     parser.add_argument('--probe', choices=MODELS, help=argparse.SUPPRESS)
     parser.add_argument('--probe-shape', help=argparse.SUPPRESS)
