@@ -10,13 +10,12 @@ compiler backend) with the bias fused into the product, instead of the
 BLAS ``addmm`` behind ``F.linear``; where autograd records it, an autograd
 Function runs the gradient products on oneDNN too.
 
-Measured on the project's machine (AMD EPYC, AVX-512, one thread, every 1x1
-shape of ParCNetV2-T at 224x224 and 800x1216; ``benchmark.py --products``
-prints the table): oneDNN takes 0.43-0.79x the time of MKL's ``addmm``
-(0.56x summed; the high end where page faults on large fresh outputs
-dominate both); oneDNN runs its AVX-512 kernels there (``ONEDNN_VERBOSE=1``).
-Not measured on Intel processors, where MKL may well be faster than here;
-oneDNN is Intel's library too.
+Measured on the project's machine (AMD EPYC, AVX-512, one thread;
+``benchmark.py --products`` times each 1x1 layer's op of ParCNetV2-T at
+224x224 and 800x1216 against the same op with ``torch.backends.mkldnn``
+disabled, i.e. on MKL's ``addmm``): 0.43-0.84x the time per layer, 0.62x
+summed.  Not measured on Intel processors, where MKL may well be faster
+than here; oneDNN is Intel's library too.
 
 Reference: :func:`linear_reference` (``F.linear``).
 """
