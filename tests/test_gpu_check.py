@@ -132,7 +132,7 @@ def test_benchmark_convnext_on_the_same_products(tmp_path):
     summary = json.loads((tmp_path / 'benchmark.json').read_text())
     assert set(summary['results'][0]['timings']) == {'convnext', 'convnext-onednn', 'fixed'}
     head, _, row = summary['table'].splitlines()[:3]
-    assert 'ConvNeXt-dnn ms' in head and 'fixed/CNXd' in head
+    assert 'ConvNeXt-oneDNN ms' in head and 'fixed/CNXd' in head
     assert row.split()[-3].endswith('x')  # fixed/CNXd filled in, official ratios '-'
 
 
