@@ -105,8 +105,13 @@ class _Linear(torch.autograd.Function):
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_x = linear(grad, weight.t(), None)  # grad @ weight
-        if ctx.needs_input_grad[1]:
-            grad_weight = linear(grad.t(), x.t(), None)  # grad.T @ x
+        if ctx.needs_input_grad[1]:  # grad.T @ x
+            # oneDNN copies a transposed input (it reorders the weight operand
+            # anyway): transpose the smaller of grad and x.
+            if x.numel() <= grad.numel():
+                grad_weight = linear(x.t(), grad.t(), None).t()
+            else:
+                grad_weight = linear(grad.t(), x.t(), None)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad.sum(0)
         return grad_x, grad_weight, grad_bias

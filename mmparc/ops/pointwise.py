@@ -31,37 +31,12 @@ def pointwise_conv2d_reference(x: torch.Tensor, weight: torch.Tensor,
     return F.conv2d(x, _conv_weight(weight).to(x.dtype), None if bias is None else bias.to(x.dtype))
 
 
-class _PointwiseConv(torch.autograd.Function):
-    """``matrix @ rows.T + bias[:, None]`` as ``(O, N)``, every product on :func:`~.matmul.linear`."""
-
-    @staticmethod
-    def forward(ctx, rows: torch.Tensor, matrix: torch.Tensor,
-                bias: Optional[torch.Tensor]) -> torch.Tensor:
-        ctx.save_for_backward(rows, matrix)
-        ctx.has_bias = bias is not None
-        return _channel_major_product(rows, matrix, bias)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        rows, matrix = ctx.saved_tensors
-        grad_rows = grad_matrix = grad_bias = None
-        if ctx.needs_input_grad[0]:
-            # (matrix.T @ grad).T: the channel-major grad is oneDNN's weight
-            # operand, which it reorders anyway; as the input it would be copied.
-            grad_rows = linear(matrix.t(), grad.t(), None).t()
-        if ctx.needs_input_grad[1]:
-            grad_matrix = linear(grad, rows.t(), None)  # grad @ rows
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad.sum(1)
-        return grad_rows, grad_matrix, grad_bias
-
-
 def _channel_major_product(rows: torch.Tensor, matrix: torch.Tensor,
                            bias: Optional[torch.Tensor]) -> torch.Tensor:
-    """``matrix @ rows.T + bias[:, None]`` on oneDNN (not recorded by autograd)."""
+    """``matrix @ rows.T + bias[:, None]``, the product on :func:`~.matmul.linear`."""
     out = linear(matrix, rows, None)
     if bias is not None:
-        out.add_(bias.unsqueeze(1))  # this op's own new tensor
+        out = out.add_(bias.unsqueeze(1))  # this op's own new tensor (linear saves none)
     return out
 
 
@@ -81,11 +56,8 @@ def pointwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
     if not channel_major and not needs_grad(x, matrix, bias):
         out = linear(rows, matrix, bias)
         return out.view(batch, height, width, matrix.shape[0]).permute(0, 3, 1, 2)
-    if onednn_applies(rows, matrix, bias):
-        if needs_grad(rows, matrix, bias):  # training: the backward products on oneDNN too
-            out = _PointwiseConv.apply(rows, matrix, bias)
-        else:
-            out = _channel_major_product(rows, matrix, bias)
+    if onednn_applies(rows, matrix, bias):  # training too: linear's backward is oneDNN's
+        out = _channel_major_product(rows, matrix, bias)
     elif bias is None:
         out = torch.mm(matrix, rows.t())
     else:
