@@ -137,7 +137,7 @@ def test_benchmark_convnext_on_the_same_products(tmp_path):
 
 
 def test_benchmark_products(tmp_path):
-    """``--products``: every 1x1 product of the backbone, mmparc.ops.linear vs F.linear."""
+    """``--products``: every 1x1 layer's op of the backbone, on oneDNN and on BLAS."""
     proc = _benchmark(['--products'], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     products = json.loads((tmp_path / 'products.json').read_text())['products']

@@ -14,7 +14,8 @@ Measured on the project's machine (AMD EPYC, AVX-512, one thread;
 ``benchmark.py --products`` times each 1x1 layer's op of ParCNetV2-T at
 224x224 and 800x1216 against the same op with ``torch.backends.mkldnn``
 disabled, i.e. on MKL's ``addmm``): 0.43-0.84x the time per layer, 0.62x
-summed.  Not measured on Intel processors, where MKL may well be faster
+summed (another run 0.47-1.15x, 0.67x: the first stage's largest outputs at
+800x1216 pay page faults that vary from run to run).  Not measured on Intel processors, where MKL may well be faster
 than here; oneDNN is Intel's library too.
 
 Reference: :func:`linear_reference` (``F.linear``).

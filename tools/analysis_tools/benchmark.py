@@ -337,17 +337,20 @@ def plot(results: List[dict], names: Sequence[str], path: Path, arch: str) -> No
 
 # --------------------------------------------------------------- products
 def product_shapes(arch: str, height: int, width: int) -> List[Tuple[str, int, int, int]]:
-    """``(name, rows, in, out)`` of every distinct 1x1 layer of the backbone."""
+    """``(name, rows, in, out)`` of every distinct 1x1 layer of the backbone.
+
+    Read off the model itself: its map sizes (``stage_sizes``) and the first
+    block's layers of each stage.
+    """
     from mmparc.models import ParCNetV2
-    dims = ParCNetV2.arch_settings[arch]['dims']
+    model = ParCNetV2(arch)
     shapes = []
-    for i, dim in enumerate(dims):
-        rows = -(-height // (4 * 2**i)) * -(-width // (4 * 2**i))
-        hidden = int(5 * dim)
-        shapes += [(f'stage {i} pwconv1', rows, dim, 2 * dim),
-                   (f'stage {i} pwconv2', rows, dim, dim),
-                   (f'stage {i} fc1', rows, dim, hidden),
-                   (f'stage {i} fc2', rows, hidden // 2, dim)]
+    for i, ((h, w), stage) in enumerate(zip(model.stage_sizes((height, width)), model.stages)):
+        block = stage[0]
+        for name, layer in (('pwconv1', block.token_mixer.pwconv1),
+                            ('pwconv2', block.token_mixer.pwconv2),
+                            ('fc1', block.mlp.fc1), ('fc2', block.mlp.fc2)):
+            shapes.append((f'stage {i} {name}', h * w, layer.in_channels, layer.out_channels))
     return shapes
 
 
