@@ -21,7 +21,7 @@ import mmparc  # noqa: F401  (registers mmparc's models)
 from mmparc.analysis import complexity
 from mmparc.models import ParCNetV2
 from mmparc.models.layers import GatedProjection
-from mmparc.models.parcnetv2 import MIXERS, ParCV2Mixer
+from mmparc.models.parcnetv2 import MIXERS, SpatialBGU
 from mmparc.ops import gated_projection, gated_projection_reference
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,10 +89,10 @@ def test_ablation_matches_paper_and_trains_a_step(name):
 
 
 # ------------------------------------------------------------ the switches
-def mixer_with_delta(mixer: str, delta: str) -> ParCV2Mixer:
+def mixer_with_delta(mixer: str, delta: str) -> SpatialBGU:
     """A mixer whose local (``'local'``) or oversized (``'oversized'``) kernels are identities."""
     torch.manual_seed(0)
-    module = ParCV2Mixer(6, 9, 'fixed', 'auto', mixer=mixer).eval()
+    module = SpatialBGU(6, 9, 'fixed', 'auto', mixer=mixer).eval()
     with torch.no_grad():
         if delta == 'local':
             module.dwconv2.weight.zero_()[:, :, 3, 3] = 1
@@ -102,7 +102,7 @@ def mixer_with_delta(mixer: str, delta: str) -> ParCV2Mixer:
     return module
 
 
-def gate_path(module: ParCV2Mixer, gate: torch.Tensor) -> torch.Tensor:
+def gate_path(module: SpatialBGU, gate: torch.Tensor) -> torch.Tensor:
     """What the mixer multiplies its value by, read off with a hook on pwconv2."""
     seen = {}
     handle = module.pwconv2.register_forward_hook(
@@ -127,7 +127,7 @@ def test_cascades_order_their_convolutions(mixer):
         outputs = {}
         for other in ('parallel', 'cascade_dw_v_h', 'cascade_v_dw_h', 'cascade_v_h_dw'):
             torch.manual_seed(1)
-            outputs[other] = ParCV2Mixer(6, 9, 'fixed', 'auto', mixer=other)(x)
+            outputs[other] = SpatialBGU(6, 9, 'fixed', 'auto', mixer=other)(x)
     assert all(not torch.allclose(outputs[mixer], out) for k, out in outputs.items()
                if k != mixer)
 
@@ -187,8 +187,8 @@ def test_cascade_deploys_unmerged():
         expected = model(x)
         model.switch_to_deploy((64, 64))
         torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
-    with pytest.raises(ValueError, match='merge'):
-        ParCNetV2('xt', mixer='cascade_v_h_dw').switch_to_deploy((64, 64), merge='always')
+    with pytest.raises(ValueError, match='fuse'):
+        ParCNetV2('xt', mixer='cascade_v_h_dw').switch_to_deploy((64, 64), fuse='always')
 
 
 @pytest.mark.parametrize('kwargs,argument', [

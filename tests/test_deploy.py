@@ -11,7 +11,7 @@ from mmparc.convert import convert_official
 from mmparc.models import L2LayerNorm, ParCNetV2
 from mmparc.models.layers import OversizedConv1d
 from mmparc.models.deploy import deploy_model
-from mmparc.models.parcnetv2 import ParCV2Mixer, merge_pays
+from mmparc.models.parcnetv2 import SpatialBGU, fuse_pays
 
 ATOL = 1e-4
 
@@ -31,11 +31,11 @@ def random_backbone(arch: str, kernel_mode: str, dense: bool, seed: int = 0) -> 
     return model.eval()
 
 
-def assert_deploy_parity(model: ParCNetV2, size, merge='auto', batch: int = 2) -> ParCNetV2:
+def assert_deploy_parity(model: ParCNetV2, size, fuse='auto', batch: int = 2) -> ParCNetV2:
     x = torch.randn(batch, 3, *size)
     with torch.no_grad():
         expected = model(x)
-        deployed = copy.deepcopy(model).switch_to_deploy(size, merge)
+        deployed = copy.deepcopy(model).switch_to_deploy(size, fuse)
         got = deployed(x)
     assert len(got) == len(expected)
     for g, e in zip(got, expected):
@@ -44,35 +44,35 @@ def assert_deploy_parity(model: ParCNetV2, size, merge='auto', batch: int = 2) -
     return deployed
 
 
-def merged_flags(model: ParCNetV2):
-    return [stage[0].token_mixer.merged is not None for stage in model.stages]
+def fused_flags(model: ParCNetV2):
+    return [stage[0].token_mixer.fused is not None for stage in model.stages]
 
 
 # ------------------------------------------------------------------ parity
 @pytest.mark.parametrize('kernel_mode', ['fixed', 'global'])
 @pytest.mark.parametrize('dense', [False, True])
-@pytest.mark.parametrize('size,merge,expected_merges', [
-    ((96, 128), 'auto', [False, False, False, True]),     # last map 3x4: merged 5x7
+@pytest.mark.parametrize('size,fuse,expected_fuses', [
+    ((96, 128), 'auto', [False, False, False, True]),     # last map 3x4: fused 5x7
     ((100, 75), (True, False, True, False), [True, False, True, False]),
 ])
-def test_deploy_matches_original(kernel_mode, dense, size, merge, expected_merges):
+def test_deploy_matches_original(kernel_mode, dense, size, fuse, expected_fuses):
     model = random_backbone('xt', kernel_mode, dense)
-    deployed = assert_deploy_parity(model, size, merge)
-    assert merged_flags(deployed) == expected_merges
+    deployed = assert_deploy_parity(model, size, fuse)
+    assert fused_flags(deployed) == expected_fuses
 
 
-@pytest.mark.parametrize('kernel_mode,merge', [('fixed', 'always'), ('global', 'never')])
-def test_deploy_policies(kernel_mode, merge):
+@pytest.mark.parametrize('kernel_mode,fuse', [('fixed', 'always'), ('global', 'never')])
+def test_deploy_policies(kernel_mode, fuse):
     model = random_backbone('xt', kernel_mode, dense=True, seed=1)
-    deployed = assert_deploy_parity(model, (64, 96), merge)
-    assert merged_flags(deployed) == [merge == 'always'] * 4
+    deployed = assert_deploy_parity(model, (64, 96), fuse)
+    assert fused_flags(deployed) == [fuse == 'always'] * 4
 
 
 def test_deploy_matches_original_t_224():
     # At 224 'global' kernels equal the stored ('fixed') ones; one mode suffices.
     model = random_backbone('t', 'global', dense=False, seed=3)
     deployed = assert_deploy_parity(model, (224, 224), batch=1)
-    assert merged_flags(deployed) == [False] * 4  # 56..7-pixel maps: separable is cheaper
+    assert fused_flags(deployed) == [False] * 4  # 56..7-pixel maps: separable is cheaper
 
 
 def test_deployed_classifier_logits_unchanged():
@@ -90,21 +90,21 @@ def test_deployed_classifier_logits_unchanged():
 
 
 @pytest.mark.parametrize('kernel_mode', ['fixed', 'global'])
-def test_merged_kernel_equals_three_convolutions(kernel_mode):
+def test_fused_kernel_equals_three_convolutions(kernel_mode):
     torch.manual_seed(1)
-    mixer = ParCV2Mixer(5, 13, kernel_mode, 'auto').eval()
+    mixer = SpatialBGU(5, 13, kernel_mode, 'auto').eval()
     for p in mixer.parameters():
         torch.nn.init.normal_(p, std=0.3)
     x = torch.randn(2, 5, 6, 4)
-    separable, merged = copy.deepcopy(mixer), copy.deepcopy(mixer)
+    separable, fused = copy.deepcopy(mixer), copy.deepcopy(mixer)
     with torch.no_grad():
         expected = mixer(x)
         separable.switch_to_deploy((6, 4), False, torch.ones(5))
-        merged.switch_to_deploy((6, 4), True, torch.ones(5))
+        fused.switch_to_deploy((6, 4), True, torch.ones(5))
         # fixed: 13 taps crop to 2*6-1 = 11 on a 6-row map, 13 and 7 to 7 on 4 columns.
-        assert merged.merged.weight.shape == (5, 1, 11, 7)
-        assert separable.merged is None and not hasattr(merged, 'dwconv1')
-        torch.testing.assert_close(merged(x), expected, atol=1e-5, rtol=1e-5)
+        assert fused.fused.weight.shape == (5, 1, 11, 7)
+        assert separable.fused is None and not hasattr(fused, 'dwconv1')
+        torch.testing.assert_close(fused(x), expected, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(separable(x), expected, atol=1e-5, rtol=1e-5)
 
 
@@ -116,8 +116,8 @@ def test_merged_kernel_equals_three_convolutions(kernel_mode):
     ((1, 13, 1, 7), True),     # one-row map: a 1-D kernel either way
     ((7, 11, 7, 7), False),    # 4x6 map: 77 vs 67
 ])
-def test_merge_pays(kernels, expected):
-    assert merge_pays(*kernels) is expected
+def test_fuse_pays(kernels, expected):
+    assert fuse_pays(*kernels) is expected
 
 
 def test_stage_map_sizes_follow_the_network():
@@ -135,7 +135,7 @@ def test_deployed_structure():
     assert DropPath not in types
     # Oversized kernels resolved for each stage's map: 2h-1 x 2w-1 taps, fixed.
     convs = [m for m in model.modules() if isinstance(m, OversizedConv1d)]
-    assert len(convs) == 2 * (sum(model.depths) - model.depths[-1])  # last stage (4x4) merged
+    assert len(convs) == 2 * (sum(model.depths) - model.depths[-1])  # last stage (4x4) fused
     for conv in convs:
         assert conv.kernel_mode == 'fixed' and conv.deploy_size is not None
         assert conv.weight.shape[conv.dim] == 2 * conv.deploy_size - 1
@@ -167,16 +167,16 @@ def test_deployed_model_refuses_other_sizes():
         model.stages[1][0].token_mixer.dwconv1(torch.zeros(1, 96, 24, 16))
 
 
-@pytest.mark.parametrize('size,merge,error', [
+@pytest.mark.parametrize('size,fuse,error', [
     ((16, 64), 'auto', ValueError),
     ((64,), 'auto', ValueError),
     ((64.0, 64), 'auto', ValueError),
     ((64, 64), 'sometimes', ValueError),
     ((64, 64), (True, False), ValueError),
 ])
-def test_bad_arguments(size, merge, error):
+def test_bad_arguments(size, fuse, error):
     with pytest.raises(error):
-        ParCNetV2('xt').switch_to_deploy(size, merge)
+        ParCNetV2('xt').switch_to_deploy(size, fuse)
 
 
 def test_deploy_twice_raises():

@@ -36,7 +36,7 @@ from mmparc.convert import convert_official
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_T = os.path.join(ROOT, 'configs', 'imagenet_parcnetv2_t.py')
 # onnxruntime vs PyTorch: max |diff| over max |PyTorch output|, per output.
-# Measured ~1e-6 (float32 rounding of the merged kernels); 1e-4 leaves a wide
+# Measured ~1e-6 (float32 rounding of the fused kernels); 1e-4 leaves a wide
 # margin and is still far below what a wrong kernel does (see DISTINCT).
 RTOL = 1e-4
 # Outputs that must differ (the fixed and the global model in the global

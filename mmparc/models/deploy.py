@@ -11,11 +11,11 @@ from .parcnetv2 import ParCNetV2
 
 
 def deploy_model(model: nn.Module, input_size: Tuple[int, int],
-                 merge: Union[str, Sequence[bool]] = 'auto') -> nn.Module:
-    """Call ``switch_to_deploy(input_size, merge)`` on each ParCNetV2 in ``model``; eval mode."""
+                 fuse: Union[str, Sequence[bool]] = 'auto') -> nn.Module:
+    """Call ``switch_to_deploy(input_size, fuse)`` on each ParCNetV2 in ``model``; eval mode."""
     backbones = [m for m in model.modules() if isinstance(m, ParCNetV2)]
     if not backbones:
         raise ValueError(f'{type(model).__name__} contains no ParCNetV2')
     for backbone in backbones:
-        backbone.switch_to_deploy(input_size, merge)
+        backbone.switch_to_deploy(input_size, fuse)
     return model.eval()

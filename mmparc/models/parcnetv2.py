@@ -31,12 +31,14 @@ from ..registry import MODELS
 from .layers import (KERNEL_MODES, DepthwiseConv2d, GatedProjection, L2LayerNorm,
                      OversizedConv2d, PointwiseConv2d, Scale, StridedConv2d)
 
-MERGE_POLICIES = ('auto', 'always', 'never')
+# Whether switch_to_deploy fuses a stage's oversized and local kernels into one.
+FUSE_POLICIES = ('auto', 'always', 'never')
 # How the mixer's gate branch combines the oversized (v: vertical, h:
 # horizontal) and local (dw) convolutions: the paper's parallel sum, or the
 # supplement's Table 2 ablations.
 MIXERS = ('parallel', 'dwconv_only', 'cascade_dw_v_h', 'cascade_v_dw_h', 'cascade_v_h_dw')
-BRANCH_MERGES = ('mul', 'add')  # the gate units' value-gate merge (supplement, Table 3)
+# How both gate units merge their value and gate branches (supplement, Table 3).
+BRANCH_MERGES = ('mul', 'add')
 
 
 class Downsampling(nn.Module):
@@ -63,22 +65,22 @@ class Downsampling(nn.Module):
             self.conv.fold_input_scale(self.pre_norm.take_scale())
 
 
-def merge_pays(kernel_h: int, kernel_w: int, local_h: int, local_w: int) -> bool:
+def fuse_pays(kernel_h: int, kernel_w: int, local_h: int, local_w: int) -> bool:
     """Whether one dense depthwise kernel beats 1-D + 1-D + local convolutions.
 
     Compares multiply-adds per output and channel of the (cropped) kernels;
-    ties merge, since one convolution also saves two passes over memory and
+    ties fuse, since one convolution also saves two passes over memory and
     the sum.  In practice: maps of at most 4 rows and columns (the last stage
     of inputs up to 130 px), never at 224 or detection sizes.  Measured with
-    onnxruntime on 2 CPU cores (one mixer, batch 1): merging takes 0.73x the
+    onnxruntime on 2 CPU cores (one mixer, batch 1): fusing takes 0.73x the
     time at a 4x4 map, but 2.2x at 7x7, 7.5x at 14x14 and 1.7x at 16x24.
     """
-    merged = max(kernel_h, local_h) * max(kernel_w, local_w)
-    return merged <= kernel_h + kernel_w + local_h * local_w
+    fused = max(kernel_h, local_h) * max(kernel_w, local_w)
+    return fused <= kernel_h + kernel_w + local_h * local_w
 
 
-class ParCV2Mixer(nn.Module):
-    """ParC V2 token mixer: the spatial bifurcate gate unit.
+class SpatialBGU(nn.Module):
+    """Spatial bifurcate gate unit (S-BGU): the ParC V2 token mixer.
 
     ``pwconv1`` expands to ``value`` and ``gate`` halves; the gate's GELU
     goes through the oversized convolution (global) and, in parallel, a 7x7
@@ -105,13 +107,13 @@ class ParCV2Mixer(nn.Module):
                         OversizedConv2d(dim, kernel_size, kernel_mode, conv_impl))
         self.dwconv2 = DepthwiseConv2d(dim, local_kernel_size)
         self.pwconv2 = GatedProjection(dim, dim, merge=branch_merge)
-        self.merged: Optional[DepthwiseConv2d] = None  # set by switch_to_deploy
+        self.fused: Optional[DepthwiseConv2d] = None  # set by switch_to_deploy
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         value, gate = self.pwconv1(x).split(self.channels, dim=1)
         gate = self.act(gate)
-        if self.merged is not None:  # deployed: both convolutions as one kernel
-            gate = self.merged(gate)
+        if self.fused is not None:  # deployed: both convolutions as one kernel
+            gate = self.fused(gate)
         elif self.mixer == 'parallel':
             gate = self.dwconv1(gate) + self.dwconv2(gate)
         else:
@@ -129,19 +131,19 @@ class ParCV2Mixer(nn.Module):
         return self.dwconv2(self.dwconv1(gate))  # 'cascade_v_h_dw'
 
     @torch.no_grad()
-    def switch_to_deploy(self, map_size: Tuple[int, int], merge: Optional[bool],
+    def switch_to_deploy(self, map_size: Tuple[int, int], fuse: Optional[bool],
                          input_scale: torch.Tensor) -> None:
         """Fold ``input_scale`` (the block norm's) into ``pwconv1``; resolve the kernels.
 
-        ``merge`` (``None``: decided by :func:`merge_pays`) replaces the
+        ``fuse`` (``None``: decided by :func:`fuse_pays`) replaces the
         oversized and local convolutions by one dense depthwise kernel: the
         1-D kernels compose to their outer product (zero padding makes the
         composition exact), and the 7x7 kernel adds at its centre.
         """
         self.pwconv1.fold_input_scale(input_scale)
         if self.mixer != 'parallel':  # a cascade does not compose into one kernel
-            if merge:
-                raise ValueError(f'merge: the {self.mixer!r} mixer cannot merge its kernels')
+            if fuse:
+                raise ValueError(f'fuse: the {self.mixer!r} mixer cannot fuse its kernels')
             if self.dwconv1 is not None:
                 self.dwconv1.switch_to_deploy(map_size)
             return
@@ -149,9 +151,9 @@ class ParCV2Mixer(nn.Module):
         kernel_h = self.dwconv1.conv_h.weight[:, 0, :, 0]
         kernel_w = self.dwconv1.conv_w.weight[:, 0, 0, :]
         local = crop_kernel(crop_kernel(self.dwconv2.weight, map_size[0], 2), map_size[1], 3)
-        if merge is None:
-            merge = merge_pays(kernel_h.shape[1], kernel_w.shape[1], *local.shape[2:])
-        if not merge:
+        if fuse is None:
+            fuse = fuse_pays(kernel_h.shape[1], kernel_w.shape[1], *local.shape[2:])
+        if not fuse:
             return
         rows = max(kernel_h.shape[1], local.shape[2])
         cols = max(kernel_w.shape[1], local.shape[3])
@@ -161,13 +163,13 @@ class ParCV2Mixer(nn.Module):
             kernel_h[:, :, None] * kernel_w[:, None, :])
         top, left = (rows - local.shape[2]) // 2, (cols - local.shape[3]) // 2
         dense[:, :, top:top + local.shape[2], left:left + local.shape[3]] += local
-        self.merged = DepthwiseConv2d(dense.shape[0], (rows, cols))
-        self.merged.weight = nn.Parameter(dense, requires_grad=False)
+        self.fused = DepthwiseConv2d(dense.shape[0], (rows, cols))
+        self.fused.weight = nn.Parameter(dense, requires_grad=False)
         del self.dwconv1, self.dwconv2
 
 
-class BifurcateGateMLP(nn.Module):
-    """Channel bifurcate gate unit, in place of the MLP: ``fc2(value * gelu(gate))``.
+class ChannelBGU(nn.Module):
+    """Channel bifurcate gate unit (C-BGU), in place of the MLP: ``fc2(value * gelu(gate))``.
 
     ``fc1`` expands to ``mlp_ratio * dim`` channels, split into ``value``
     and ``gate`` halves; ``branch_merge='add'`` gives ``fc2(value +
@@ -194,7 +196,7 @@ class BifurcateGateMLP(nn.Module):
 
 
 class ParCNetV2Block(nn.Module):
-    """Uniform local-global block: token mixer and BGU-MLP, each pre-normed, residual."""
+    """Uniform local-global block: S-BGU (token mixer) and C-BGU, each pre-normed, residual."""
 
     def __init__(self, dim: int, kernel_size: int, kernel_mode: str, conv_impl: str,
                  mlp_ratio: float, drop_path: float, res_scale: bool, with_cp: bool,
@@ -203,10 +205,10 @@ class ParCNetV2Block(nn.Module):
         super().__init__()
         self.with_cp = with_cp
         self.norm1 = L2LayerNorm(dim)
-        self.token_mixer = ParCV2Mixer(dim, kernel_size, kernel_mode, conv_impl, mixer,
-                                       branch_merge, local_kernel_size)
+        self.token_mixer = SpatialBGU(dim, kernel_size, kernel_mode, conv_impl, mixer,
+                                      branch_merge, local_kernel_size)
         self.norm2 = L2LayerNorm(dim)
-        self.mlp = BifurcateGateMLP(dim, mlp_ratio, branch_merge)
+        self.mlp = ChannelBGU(dim, mlp_ratio, branch_merge)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.res_scale1 = Scale(dim) if res_scale else nn.Identity()
         self.res_scale2 = Scale(dim) if res_scale else nn.Identity()
@@ -220,9 +222,9 @@ class ParCNetV2Block(nn.Module):
         x = self.res_scale1(x) + self.drop_path(self.token_mixer(self.norm1(x)))
         return self.res_scale2(x) + self.drop_path(self.mlp(self.norm2(x)))
 
-    def switch_to_deploy(self, map_size: Tuple[int, int], merge: Optional[bool]) -> None:
+    def switch_to_deploy(self, map_size: Tuple[int, int], fuse: Optional[bool]) -> None:
         """Fold the norms' scales into the layers after them; resolve the mixer's kernels."""
-        self.token_mixer.switch_to_deploy(map_size, merge, self.norm1.take_scale())
+        self.token_mixer.switch_to_deploy(map_size, fuse, self.norm1.take_scale())
         self.mlp.switch_to_deploy(self.norm2.take_scale())
         self.drop_path = nn.Identity()
 
@@ -496,7 +498,7 @@ class ParCNetV2(BaseModule):
         return sizes
 
     def switch_to_deploy(self, input_size: Tuple[int, int],
-                         merge: Union[str, Sequence[bool]] = 'auto') -> 'ParCNetV2':
+                         fuse: Union[str, Sequence[bool]] = 'auto') -> 'ParCNetV2':
         """Re-parameterise in place for inference on ``(H, W)`` inputs (supplement Sec. H).
 
         Outputs stay the same up to float rounding; each layer does its own
@@ -504,9 +506,9 @@ class ParCNetV2(BaseModule):
         linear layers after them, oversized kernels are resampled and
         cropped for each stage's map once (a traced or exported graph is then
         exact at this size, and deployed layers refuse others), and a stage's
-        oversized and local kernels merge into one where that is cheaper
-        (``merge``: ``'auto'``, ``'always'``, ``'never'`` or one bool per
-        stage; see :func:`merge_pays`).  The result is inference-only:
+        oversized and local kernels fuse into one where that is cheaper
+        (``fuse``: ``'auto'``, ``'always'``, ``'never'`` or one bool per
+        stage; see :func:`fuse_pays`).  The result is inference-only:
         ``train()`` raises.
         """
         if self.deploy_input_size is not None:
@@ -515,7 +517,7 @@ class ParCNetV2(BaseModule):
                 or not all(_is_int(s) for s in input_size) or min(input_size) < self.stride):
             raise ValueError(f'input_size must be two ints >= the stride {self.stride}, '
                              f'got {input_size!r}')
-        flags = self._merge_flags(merge)
+        flags = self._fuse_flags(fuse)
         self.eval()
         for layer, stage, map_size, flag in zip(self.downsample_layers, self.stages,
                                                 self.stage_sizes(tuple(input_size)), flags):
@@ -526,16 +528,16 @@ class ParCNetV2(BaseModule):
         self.deploy_input_size = tuple(input_size)
         return self
 
-    def _merge_flags(self, merge: Union[str, Sequence[bool]]) -> List[Optional[bool]]:
-        """Per-stage merge decision; ``None`` lets :func:`merge_pays` decide."""
-        if isinstance(merge, str):
-            if merge not in MERGE_POLICIES:
-                raise ValueError(f'merge must be one of {MERGE_POLICIES} or one bool per stage, '
-                                 f'got {merge!r}')
-            return [{'auto': None, 'always': True, 'never': False}[merge]] * self.num_stages
-        flags = list(merge)
+    def _fuse_flags(self, fuse: Union[str, Sequence[bool]]) -> List[Optional[bool]]:
+        """Per-stage fuse decision; ``None`` lets :func:`fuse_pays` decide."""
+        if isinstance(fuse, str):
+            if fuse not in FUSE_POLICIES:
+                raise ValueError(f'fuse must be one of {FUSE_POLICIES} or one bool per stage, '
+                                 f'got {fuse!r}')
+            return [{'auto': None, 'always': True, 'never': False}[fuse]] * self.num_stages
+        flags = list(fuse)
         if len(flags) != self.num_stages or not all(isinstance(f, bool) for f in flags):
-            raise ValueError(f'merge needs one bool per stage ({self.num_stages}), got {merge!r}')
+            raise ValueError(f'fuse needs one bool per stage ({self.num_stages}), got {fuse!r}')
         return flags
 
     # --------------------------------------------------------- layer decay

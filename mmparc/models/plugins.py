@@ -9,10 +9,10 @@ mmseg configs):
 * ``GlobalLocalConv``: an OC in parallel with a local depthwise convolution,
   summed (the spatial mixing of ParC V2 without its gate: what the
   supplement's Table 1 adds to ConvNeXt as "+ OC");
-* ``SpatialBGU``: the spatial bifurcate gate unit, ParCNetV2's token mixer
-  (:class:`mmparc.models.parcnetv2.ParCV2Mixer`, with its ablation options);
-* ``ChannelBGU``: the channel bifurcate gate unit that replaces the MLP
-  (:class:`mmparc.models.parcnetv2.BifurcateGateMLP`).
+* ``SpatialBGU``: the spatial bifurcate gate unit (S-BGU), ParCNetV2's token
+  mixer (:class:`mmparc.models.parcnetv2.SpatialBGU`, with its ablation options);
+* ``ChannelBGU``: the channel bifurcate gate unit (C-BGU) that replaces the MLP
+  (:class:`mmparc.models.parcnetv2.ChannelBGU`).
 
 All take and return ``(B, C, H, W)`` maps with ``dim`` (``channels`` for
 OC) channels, e.g. ``dict(type='mmparc.SpatialBGU', dim=96, kernel_size=None,
@@ -24,11 +24,11 @@ import torch.nn as nn
 
 from ..registry import MODELS
 from .layers import DepthwiseConv2d, OversizedConv2d
-from .parcnetv2 import BifurcateGateMLP, ParCV2Mixer
+from .parcnetv2 import ChannelBGU, SpatialBGU
 
 MODELS.register_module('OversizedConv2d', module=OversizedConv2d)
-MODELS.register_module('SpatialBGU', module=ParCV2Mixer)
-MODELS.register_module('ChannelBGU', module=BifurcateGateMLP)
+MODELS.register_module(module=SpatialBGU)
+MODELS.register_module(module=ChannelBGU)
 
 
 @MODELS.register_module()

@@ -143,14 +143,14 @@ def traced_module(model: nn.Module) -> nn.Module:
 
 
 def export(model: nn.Module, shape: Tuple[int, int], out: str, opset: int = DEFAULT_OPSET,
-           merge: str = 'auto') -> None:
+           fuse: str = 'auto') -> None:
     """Re-parameterise ``model`` for ``shape`` (in place) and write ``out``.
 
     Re-parameterisation is not optional: it is what leaves no kernel
     resampling, shape reads or value-dependent branches to trace.
     """
     onnx = require('onnx')
-    deploy_model(model, shape, merge)
+    deploy_model(model, shape, fuse)
     module = traced_module(model).eval()
     names = output_names(model)
     dummy = torch.zeros(1, 3, *shape)
@@ -207,8 +207,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='export the bare backbone (all stage outputs)')
     parser.add_argument('--kernel-mode', choices=('fixed', 'global'),
                         help="override the config's oversized-kernel mode")
-    parser.add_argument('--merge', choices=('auto', 'always', 'never'), default='auto',
-                        help='merge oversized and 7x7 kernels per stage (auto: when cheaper)')
+    parser.add_argument('--fuse', choices=('auto', 'always', 'never'), default='auto',
+                        help='fuse oversized and 7x7 kernels per stage (auto: when cheaper)')
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET)
     parser.add_argument('--atol', type=float, default=1e-4,
                         help='fail if onnxruntime differs from PyTorch by more')
@@ -257,7 +257,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     expected = [] if args.skip_check else torch_outputs(model, x)
     with atomic_output_file(args.out) as tmp:
         start = time.perf_counter()
-        export(model, shape, str(tmp), args.opset, args.merge)
+        export(model, shape, str(tmp), args.opset, args.fuse)
         print(f'exported {args.out} ({os.path.getsize(tmp) / 2**20:.1f} MiB, opset '
               f'{args.opset}, input 1x3x{shape[0]}x{shape[1]} with dynamic batch) in '
               f'{time.perf_counter() - start:.1f} s')

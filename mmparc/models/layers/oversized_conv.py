@@ -48,7 +48,7 @@ class OversizedConv1d(nn.Conv2d):
                          padding=(kernel_size // 2, 0) if vertical else (0, kernel_size // 2),
                          groups=channels, bias=False)
         self.axis = axis
-        self.dim = 2 if vertical else 3
+        self.axis_index = 2 if vertical else 3  # of the (B, C, H, W) map
         self.kernel_mode = kernel_mode
         self.conv_impl = conv_impl
         self.deploy_size: Optional[int] = None
@@ -58,25 +58,25 @@ class OversizedConv1d(nn.Conv2d):
         if self.kernel_mode == 'fixed':
             return self.weight
         kernel = resample_kernel(self.weight.flatten(1), 2 * size - 1)
-        return kernel.view(self.out_channels, 1, -1, 1) if self.dim == 2 else kernel.view(
+        return kernel.view(self.out_channels, 1, -1, 1) if self.axis_index == 2 else kernel.view(
             self.out_channels, 1, 1, -1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[self.dim]
+        size = x.shape[self.axis_index]
         if self.deploy_size is not None and not torch.jit.is_tracing() and size != self.deploy_size:
             raise ValueError(f'this layer was deployed for maps of {self.axis}={self.deploy_size}, '
                              f'got {self.axis}={size}; call switch_to_deploy on a fresh model '
                              'for another input size')
-        return oversized_conv1d(x, self.kernel(size), self.dim, self.conv_impl)
+        return oversized_conv1d(x, self.kernel(size), self.axis_index, self.conv_impl)
 
     @torch.no_grad()
     def switch_to_deploy(self, size: int) -> None:
         """Resolve the kernel for maps of ``size`` along the axis, once: resampled, cropped."""
-        kernel = crop_kernel(self.kernel(size), size, self.dim)
-        length = kernel.shape[self.dim]
+        kernel = crop_kernel(self.kernel(size), size, self.axis_index)
+        length = kernel.shape[self.axis_index]
         self.weight = nn.Parameter(kernel.contiguous(), requires_grad=False)
         self.kernel_size = tuple(kernel.shape[2:])
-        self.padding = (length // 2, 0) if self.dim == 2 else (0, length // 2)
+        self.padding = (length // 2, 0) if self.axis_index == 2 else (0, length // 2)
         self.kernel_mode = 'fixed'
         self.deploy_size = size
 
@@ -86,10 +86,10 @@ class OversizedConv1d(nn.Conv2d):
         loaded = state_dict.get(key)
         ours = self.weight.shape
         if (loaded is not None and loaded.shape != ours and loaded.dim() == 4
-                and loaded.shape[:2] == ours[:2] and loaded.shape[5 - self.dim] == 1):
-            print_log(f'{key}: resampling oversized kernel from {loaded.shape[self.dim]} '
-                      f'to {ours[self.dim]} taps', logger='current', level=30)
-            state_dict[key] = resample_kernel(loaded.flatten(1), ours[self.dim]).view(ours)
+                and loaded.shape[:2] == ours[:2] and loaded.shape[5 - self.axis_index] == 1):
+            print_log(f'{key}: resampling oversized kernel from {loaded.shape[self.axis_index]} '
+                      f'to {ours[self.axis_index]} taps', logger='current', level=30)
+            state_dict[key] = resample_kernel(loaded.flatten(1), ours[self.axis_index]).view(ours)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
                                       missing_keys, unexpected_keys, error_msgs)
 
