@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
-from demo import toy_data
+from mmparc.testing import toy_data
 
 STAMP = '.demo_params.json'
 

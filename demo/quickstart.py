@@ -2,7 +2,7 @@
 """`make demo`: watch ParCNetV2 learn detection and segmentation on a CPU.
 
 1. Data (``demo/datasets.py``): writes two small deterministic datasets with
-   ``demo/toy_data.py`` (what ``tools/misc/make_toy_dataset.py`` writes):
+   ``mmparc.testing.toy_data`` (what ``tools/misc/make_toy_dataset.py`` writes):
    COCO-style instance segmentation and ADE20K-style semantic segmentation;
    or takes your COCO dataset and makes semantic maps of its instance masks.
 2. Training (``demo/jobs.py``): trains Mask R-CNN and UperNet with

@@ -8,7 +8,7 @@ from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
 import mmparc  # noqa: F401
-import reference_official as ref
+from mmparc.testing import official as ref
 from mmparc.convert import convert_file, convert_official, unwrap_state_dict
 from mmparc.models import ParCNetV2
 from mmparc.ops import resample_kernel

@@ -1,7 +1,7 @@
 """The ready-made configs: recipe values, Table 6 sizes, and end-to-end runs.
 
 Every config is run for one training iteration and one evaluation through
-mmengine's Runner on tiny synthetic data (``demo/toy_data.py``), with the real
+mmengine's Runner on tiny synthetic data (``mmparc.testing.toy_data``), with the real
 model but shrunk images, pipeline scales, schedules, batch sizes and RoI
 sampling.  Two tests run the documented command lines through ``mim``.
 
@@ -30,7 +30,7 @@ from typing import Any, Dict, List
 import pytest
 import torch
 
-from demo import toy_data  # the checkout's demo/ (python -m pytest from the root)
+from mmparc.testing import toy_data
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / 'configs'

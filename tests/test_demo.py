@@ -13,7 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'tools'))
 sys.path.insert(0, str(REPO))
 import infer  # noqa: E402
-from demo import datasets, jobs, quickstart, report, toy_data  # noqa: E402
+from demo import datasets, jobs, quickstart, report  # noqa: E402
+from mmparc.testing import toy_data  # noqa: E402
 from demo.pictures import (colorize_labels, overlay_labels, plot_training_curves,  # noqa: E402
                            tile_images)
 from demo.report import read_scalars  # noqa: E402

@@ -6,7 +6,7 @@ import torch
 from mmcv.cnn.bricks import DropPath
 
 import mmparc  # noqa: F401
-import reference_official as ref
+from mmparc.testing import official as ref
 from mmparc.convert import convert_official
 from mmparc.models import L2LayerNorm, ParCNetV2
 from mmparc.models.layers import OversizedConv1d

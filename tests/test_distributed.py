@@ -3,7 +3,7 @@
 The quickstart Mask R-CNN and UperNet train for two iterations through
 mmengine's Runner with ``launcher='pytorch'``, the real
 ``MMDistributedDataParallel`` and the layer-decay constructor, on tiny
-generated data (``demo/toy_data.py``).  ``tests/dist_train.py`` is the
+generated data (``mmparc.testing.toy_data``).  ``tests/dist_train.py`` is the
 entry script; its docstring lists the CPU shims (all in that script: a no-op
 ``torch.cuda.set_device`` during process-group set-up, ``device_ids=None``
 through ``model_wrapper_cfg``, gloo, BN instead of SyncBN in UperNet's heads
@@ -29,7 +29,7 @@ from typing import Any, Dict
 
 import pytest
 
-from demo import toy_data
+from mmparc.testing import toy_data
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / 'tests' / 'dist_train.py'

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import reference_official as ref
-from demo import toy_data
+from mmparc.testing import official as ref
+from mmparc.testing import toy_data
 from mmparc.ops import matmul
 
 ROOT = Path(__file__).resolve().parents[1]

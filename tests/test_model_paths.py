@@ -9,7 +9,7 @@ import contextlib
 import pytest
 import torch
 
-import reference_official as ref
+from mmparc.testing import official as ref
 from mmparc.models import OversizedConv2d, ParCNetV2
 from mmparc.ops import reference_ops
 

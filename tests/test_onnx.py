@@ -30,7 +30,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-import reference_official as ref
+from mmparc.testing import official as ref
 from mmparc.convert import convert_official
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-import reference_official as ref
+from mmparc.testing import official as ref
 from mmparc.cli import atomic_output_file, run_tool, staged_output_dir
 
 ROOT = Path(__file__).resolve().parents[1]

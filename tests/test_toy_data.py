@@ -1,4 +1,4 @@
-"""demo/toy_data.py and tools/misc/make_toy_dataset.py: formats, determinism, loaders."""
+"""mmparc.testing.toy_data and tools/misc/make_toy_dataset.py: formats, determinism, loaders."""
 import hashlib
 import json
 import subprocess
@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
+from mmparc.testing import toy_data
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from demo import toy_data  # noqa: E402
 
 
 def _scope(name: str):

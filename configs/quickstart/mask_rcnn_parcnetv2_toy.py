@@ -24,7 +24,7 @@
 _base_ = ['../mask_rcnn_parcnetv2_t.py']
 
 data_root = 'data/quickstart/coco/'
-classes = ('circle', 'square', 'triangle')  # demo/toy_data.py: COCO_CLASSES
+classes = ('circle', 'square', 'triangle')  # mmparc/testing/toy_data.py: COCO_CLASSES
 # Drawing colours, chosen to stand out from the objects' own red/green/blue.
 palette = [(0, 230, 230), (255, 0, 200), (255, 170, 0)]
 image_size = (192, 192)  # (H, W); a multiple of 32

@@ -25,7 +25,7 @@
 _base_ = ['../upernet_parcnetv2_t.py']
 
 data_root = 'data/quickstart/ade'
-classes = ('sky', 'ground', 'circle', 'square', 'triangle')  # demo/toy_data.py: ADE_CLASSES
+classes = ('sky', 'ground', 'circle', 'square', 'triangle')  # mmparc/testing/toy_data.py: ADE_CLASSES
 # Overlay colours, chosen to stand out from the scene's own colours.
 palette = [[255, 235, 120], [120, 60, 160], [0, 230, 230], [255, 0, 200], [255, 170, 0]]
 crop_size = (192, 192)  # (H, W); a multiple of 32

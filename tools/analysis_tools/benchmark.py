@@ -9,7 +9,7 @@ In one process, the backbones run side by side on the same inputs:
   (``convnext-onednn``: the products ParCNetV2's 1x1 convolutions run on,
   oneDNN on x86 CPUs, forward and backward), so that the ratio separates
   the architecture from the CPU's BLAS;
-* the official computation as restated in ``tests/reference_official.py``
+* the official computation as restated in ``mmparc/testing/official.py``
   (NCHW, every oversized 1-D kernel by direct ``conv2d``), in both modes,
   with the same weights as the mmparc models.
 
@@ -37,7 +37,6 @@ with ``torch.backends.mkldnn`` disabled, where the same ops run BLAS
 and writes ``products.json``.
 """
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -48,11 +47,9 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 CONVNEXT_ARCH = {'t': 'tiny', 's': 'small', 'b': 'base'}
 MODELS = ('convnext', 'convnext-onednn', 'fixed', 'global', 'official-fixed', 'official-global')
@@ -74,12 +71,9 @@ MEMORY_CONFIG = '800x1216 b1'
 
 
 def load_reference():
-    """``tests/reference_official.py``, imported by path (tests is no package)."""
-    path = ROOT / 'tests' / 'reference_official.py'
-    spec = importlib.util.spec_from_file_location('reference_official', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The official formulation, :mod:`mmparc.testing.official`."""
+    from mmparc.testing import official
+    return official
 
 
 class Bench:

@@ -10,20 +10,15 @@ Examples::
     python tools/misc/make_toy_dataset.py --kind imagenet --out data/imagenet \\
         --num-train 800 --num-val 200 --size 64 64
 
-The output is deterministic for a given seed; see ``demo/toy_data.py`` (the
-generator the quickstart demo uses).
+The output is deterministic for a given seed; see :mod:`mmparc.testing.toy_data`
+(the generator the quickstart demo uses).
 """
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-# The generator lives in the checkout's demo/ folder, not in the installed package.
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-from demo import toy_data  # noqa: E402
+from mmparc.testing import toy_data
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -69,4 +64,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    raise SystemExit(main())

@@ -11,14 +11,9 @@ Examples::
     python tools/model_converters/convert_official.py cascade_t_official.pth cascade_t.pth
 """
 import argparse
-import sys
 from typing import Optional, Sequence
 
-try:
-    import mmparc  # noqa: F401
-except ImportError:  # run from a checkout without installing
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import mmparc  # noqa: F401
 
 from mmparc.cli import run_tool
 from mmparc.convert import TARGETS, convert_file

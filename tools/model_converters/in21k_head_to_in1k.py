@@ -15,13 +15,8 @@ from (``configs/imagenet21k/parcnetv2_b_in21k_ft_in1k_224.py`` starts a fresh
 one, as ConvNeXt's recipe does).
 """
 import argparse
-import sys
 
-try:
-    import mmparc  # noqa: F401
-except ImportError:  # run from a checkout without installing
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import mmparc  # noqa: F401
 
 from mmparc.cli import run_tool  # noqa: E402
 from mmparc.convert import convert_head_file  # noqa: E402

@@ -17,7 +17,6 @@ are any mmpretrain classifier checkpoints of the configs (Runner files or
 bare state dicts).
 """
 import argparse
-import sys
 import warnings
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -25,11 +24,7 @@ from typing import List, Optional, Sequence
 for _message in ('pkg_resources is deprecated', '``build_loss`` would be deprecated'):
     warnings.filterwarnings('ignore', message=_message)
 
-try:
-    import mmparc  # noqa: F401  (registers ParCNetV2)
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    import mmparc  # noqa: F401
+import mmparc  # noqa: F401  (registers ParCNetV2)
 
 from mmparc.checkpoint import check_fits, load_checkpoint_file, shapes_of  # noqa: E402
 from mmparc.checkpoint import state_dict_of  # noqa: E402

@@ -23,14 +23,9 @@ state dicts.  Channels are drawn with ``--seed``.
 """
 import argparse
 import re
-import sys
 from pathlib import Path
 
-try:
-    import mmparc  # noqa: F401
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    import mmparc  # noqa: F401
+import mmparc  # noqa: F401
 
 from mmparc.checkpoint import load_checkpoint_file, state_dict_of  # noqa: E402
 from mmparc.cli import ToolError, run_tool, staged_output_dir  # noqa: E402

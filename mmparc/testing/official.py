@@ -1,7 +1,7 @@
 """A functional re-statement of the official ParCNetV2 computation.
 
-Written for the tests from the paper and the official release's behaviour,
-independently of ``mmparc``: plain NCHW tensors, every 1x1 convolution and
+Written from the paper and the official release's behaviour, independently
+of :mod:`mmparc.models`: plain NCHW tensors, every 1x1 convolution and
 linear layer as ``conv2d``, each oversized 1-D kernel applied by direct
 ``conv2d``, and the official norm (centred vector over its L2 length).  It
 reads state dicts in the official key layout and also serves as the
