@@ -138,7 +138,7 @@ def test_deployed_structure():
     assert len(convs) == 2 * (sum(model.depths) - model.depths[-1])  # last stage (4x4) fused
     for conv in convs:
         assert conv.kernel_mode == 'fixed' and conv.deploy_size is not None
-        assert conv.weight.shape[conv.dim] == 2 * conv.deploy_size - 1
+        assert conv.weight.shape[conv.axis_index] == 2 * conv.deploy_size - 1
     # Only the stem's post_norm and the four output norms keep a scale.
     norms = {name: m for name, m in model.named_modules() if isinstance(m, L2LayerNorm)}
     assert len(norms) == 1 + 3 + 2 * sum(model.depths) + 4
@@ -188,3 +188,64 @@ def test_deploy_twice_raises():
 def test_deploy_model_needs_a_parcnetv2():
     with pytest.raises(ValueError, match='no ParCNetV2'):
         deploy_model(torch.nn.Linear(2, 2), (64, 64))
+
+
+# ------------------------------------------- without an input size (mmdeploy)
+@pytest.mark.parametrize('kernel_mode', ['fixed', 'global'])
+def test_size_free_deploy_matches_original_at_any_size(kernel_mode):
+    # mmdeploy calls model.backbone.switch_to_deploy() with no arguments,
+    # before it knows the export shape: the result must hold at every size.
+    model = random_backbone('xt', kernel_mode, dense=True, seed=5)
+    deployed = copy.deepcopy(model).switch_to_deploy()
+    for size in [(64, 96), (100, 75), (224, 224)]:
+        x = torch.randn(1, 3, *size)
+        with torch.no_grad():
+            for got, expected in zip(deployed(x), model(x)):
+                assert (got - expected).abs().max().item() <= ATOL
+    assert deployed.deployed and deployed.deploy_input_size is None
+    convs = [m for m in deployed.modules() if isinstance(m, OversizedConv1d)]
+    assert convs and all(c.deploy_size is None and c.kernel_mode == kernel_mode for c in convs)
+    assert fused_flags(deployed) == [False] * 4
+    scaled = [name for name, m in deployed.named_modules()
+              if isinstance(m, L2LayerNorm) and m.weight is not None]
+    assert sorted(scaled) == ['downsample_layers.0.post_norm', 'norm0', 'norm1', 'norm2',
+                              'norm3']
+    assert DropPath not in [type(m) for m in deployed.modules()]
+    assert not any(p.requires_grad for p in deployed.parameters())
+
+
+def test_size_free_deploy_as_mmdeploy_calls_it():
+    # mmdeploy/codebase/base/task.py: model.backbone.switch_to_deploy(), then model.eval().
+    from mmpretrain.registry import MODELS
+    classifier = MODELS.build(dict(
+        type='ImageClassifier', backbone=dict(type='mmparc.ParCNetV2', arch='xt'),
+        head=dict(type='LinearClsHead', num_classes=10, in_channels=320))).eval()
+    state = convert_official(ref.random_official_state_dict('xt', num_classes=10), 'classifier')
+    classifier.load_state_dict(state, strict=True)
+    deployed = copy.deepcopy(classifier)
+    deployed.backbone.switch_to_deploy()
+    deployed.eval()
+    x = torch.randn(2, 3, 96, 128)
+    with torch.no_grad():
+        expected = classifier(x, mode='tensor')
+        assert (deployed(x, mode='tensor') - expected).abs().max().item() <= ATOL
+        via_helper = deploy_model(copy.deepcopy(classifier))(x, mode='tensor')
+        assert (via_helper - expected).abs().max().item() <= ATOL
+    with pytest.raises(RuntimeError, match='inference-only'):
+        deployed.train()
+
+
+@pytest.mark.parametrize('fuse', ['always', (True, False, False, False)])
+def test_size_free_deploy_cannot_fuse(fuse):
+    model = ParCNetV2('xt')
+    with pytest.raises(ValueError, match='needs an input_size'):
+        model.switch_to_deploy(fuse=fuse)
+    assert not model.deployed
+    model.switch_to_deploy(fuse='never')
+    assert model.deployed
+
+
+def test_size_free_deploy_twice_raises():
+    model = ParCNetV2('xt').switch_to_deploy()
+    with pytest.raises(RuntimeError, match=r'already deployed \(for any input size\)'):
+        model.switch_to_deploy((64, 64))
