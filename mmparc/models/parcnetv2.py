@@ -131,16 +131,22 @@ class SpatialBGU(nn.Module):
         return self.dwconv2(self.dwconv1(gate))  # 'cascade_v_h_dw'
 
     @torch.no_grad()
-    def switch_to_deploy(self, map_size: Tuple[int, int], fuse: Optional[bool],
+    def switch_to_deploy(self, map_size: Optional[Tuple[int, int]], fuse: Optional[bool],
                          input_scale: torch.Tensor) -> None:
         """Fold ``input_scale`` (the block norm's) into ``pwconv1``; resolve the kernels.
 
+        Without ``map_size`` only the fold is done: the kernels stay as
+        stored, valid at any map size, and ``fuse`` must not be true.
         ``fuse`` (``None``: decided by :func:`fuse_pays`) replaces the
         oversized and local convolutions by one dense depthwise kernel: the
         1-D kernels compose to their outer product (zero padding makes the
         composition exact), and the 7x7 kernel adds at its centre.
         """
         self.pwconv1.fold_input_scale(input_scale)
+        if map_size is None:
+            if fuse:
+                raise ValueError('fuse: fusing the kernels needs the map size')
+            return
         if self.mixer != 'parallel':  # a cascade does not compose into one kernel
             if fuse:
                 raise ValueError(f'fuse: the {self.mixer!r} mixer cannot fuse its kernels')
@@ -222,8 +228,10 @@ class ParCNetV2Block(nn.Module):
         x = self.res_scale1(x) + self.drop_path(self.token_mixer(self.norm1(x)))
         return self.res_scale2(x) + self.drop_path(self.mlp(self.norm2(x)))
 
-    def switch_to_deploy(self, map_size: Tuple[int, int], fuse: Optional[bool]) -> None:
-        """Fold the norms' scales into the layers after them; resolve the mixer's kernels."""
+    def switch_to_deploy(self, map_size: Optional[Tuple[int, int]],
+                         fuse: Optional[bool]) -> None:
+        """Fold the norms' scales into the layers after them; resolve the mixer's
+        kernels for ``map_size`` maps (``None``: they stay valid at any size)."""
         self.token_mixer.switch_to_deploy(map_size, fuse, self.norm1.take_scale())
         self.mlp.switch_to_deploy(self.norm2.take_scale())
         self.drop_path = nn.Identity()
@@ -329,6 +337,7 @@ class ParCNetV2(BaseModule):
         self.frozen_stages = frozen_stages
         self.gap_before_final_norm = gap_before_final_norm
         self.with_cp = with_cp
+        self.deployed = False  # set by switch_to_deploy: inference-only from then on
         self.deploy_input_size: Optional[Tuple[int, int]] = None
 
         self.downsample_layers = nn.ModuleList()
@@ -478,7 +487,7 @@ class ParCNetV2(BaseModule):
                     param.requires_grad = False
 
     def train(self, mode: bool = True) -> 'ParCNetV2':
-        if mode and self.deploy_input_size is not None:
+        if mode and self.deployed:
             raise RuntimeError('this ParCNetV2 was re-parameterised by switch_to_deploy() and '
                                'is inference-only; build it again to train')
         super().train(mode)
@@ -497,35 +506,49 @@ class ParCNetV2(BaseModule):
             sizes.append((height, width))
         return sizes
 
-    def switch_to_deploy(self, input_size: Tuple[int, int],
+    def switch_to_deploy(self, input_size: Optional[Tuple[int, int]] = None,
                          fuse: Union[str, Sequence[bool]] = 'auto') -> 'ParCNetV2':
-        """Re-parameterise in place for inference on ``(H, W)`` inputs (supplement Sec. H).
+        """Re-parameterise in place for inference (supplement Sec. H).
 
         Outputs stay the same up to float rounding; each layer does its own
-        part (RepVGG's convention): block norms' scales are folded into the
-        linear layers after them, oversized kernels are resampled and
+        part (RepVGG's convention).  Block norms' scales are folded into the
+        linear layers after them, whatever the input size: that is all a
+        call without ``input_size`` does (how mmdeploy calls it, before it
+        knows the export shape), and the model still takes any size.  With
+        an ``(H, W)`` input size, oversized kernels are also resampled and
         cropped for each stage's map once (a traced or exported graph is then
         exact at this size, and deployed layers refuse others), and a stage's
         oversized and local kernels fuse into one where that is cheaper
         (``fuse``: ``'auto'``, ``'always'``, ``'never'`` or one bool per
-        stage; see :func:`fuse_pays`).  The result is inference-only:
-        ``train()`` raises.
+        stage; see :func:`fuse_pays`; without a size only ``'auto'`` and
+        ``'never'``, which then fuse nothing).  The result is
+        inference-only: ``train()`` raises.
         """
-        if self.deploy_input_size is not None:
-            raise RuntimeError(f'this backbone is already deployed for {self.deploy_input_size}')
-        if (not isinstance(input_size, (list, tuple)) or len(input_size) != 2
+        if self.deployed:
+            size = ('any input size' if self.deploy_input_size is None else
+                    '{}x{} inputs'.format(*self.deploy_input_size))
+            raise RuntimeError(f'this backbone is already deployed (for {size}); build it '
+                               'again to deploy it differently')
+        if input_size is not None and (
+                not isinstance(input_size, (list, tuple)) or len(input_size) != 2
                 or not all(_is_int(s) for s in input_size) or min(input_size) < self.stride):
-            raise ValueError(f'input_size must be two ints >= the stride {self.stride}, '
+            raise ValueError(f'input_size must be None or two ints >= the stride {self.stride}, '
                              f'got {input_size!r}')
         flags = self._fuse_flags(fuse)
+        if input_size is None and any(flags):
+            raise ValueError(f'fuse={fuse!r} needs an input_size: the fused kernel depends on '
+                             "each stage's map size; pass input_size=(H, W) or fuse='auto'")
+        map_sizes = ([None] * self.num_stages if input_size is None else
+                     self.stage_sizes(tuple(input_size)))
         self.eval()
-        for layer, stage, map_size, flag in zip(self.downsample_layers, self.stages,
-                                                self.stage_sizes(tuple(input_size)), flags):
+        for layer, stage, map_size, flag in zip(self.downsample_layers, self.stages, map_sizes,
+                                                flags):
             layer.switch_to_deploy()
             for block in stage:
                 block.switch_to_deploy(map_size, flag)
         self.requires_grad_(False)
-        self.deploy_input_size = tuple(input_size)
+        self.deployed = True
+        self.deploy_input_size = None if input_size is None else tuple(input_size)
         return self
 
     def _fuse_flags(self, fuse: Union[str, Sequence[bool]]) -> List[Optional[bool]]:
