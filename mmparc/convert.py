@@ -23,7 +23,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import torch
 
 from .checkpoint import CheckpointError, fit_problems, load_checkpoint_file
-from .cli import atomic_output_file, check_output_file
+from .fileio import atomic_output_file, check_output_file
 
 TARGETS = ('classifier', 'backbone', 'model')
 _BODY = re.compile(r'^(downsample_layers|stages)\.(\d+)\.')

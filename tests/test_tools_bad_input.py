@@ -1,7 +1,7 @@
 """Tools on bad input: one line naming the file, non-zero exit, nothing written.
 
 Most cases call a tool's ``main`` in this process under
-:func:`mmparc.cli.run_tool` (what ``python tools/...`` runs); one case per
+:func:`mmparc.fileio.run_tool` (what ``python tools/...`` runs); one case per
 tool runs the script itself, as a user does.
 """
 import importlib.util
@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from mmparc.testing import official as ref
-from mmparc.cli import atomic_output_file, run_tool, staged_output_dir
+from mmparc.fileio import atomic_output_file, run_tool, staged_output_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 CLS_XT = str(ROOT / 'configs' / 'imagenet_parcnetv2_xt.py')

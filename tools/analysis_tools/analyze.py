@@ -25,7 +25,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 
 from mmparc.analysis import complexity
-from mmparc.cli import ToolError, run_tool
+from mmparc.fileio import ToolError, run_tool
 
 DEFAULT_SHAPES = {'mmpretrain': (224, 224), 'mmseg': (512, 2048), 'mmdet': (800, 1280)}
 

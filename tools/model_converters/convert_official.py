@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import mmparc  # noqa: F401
 
-from mmparc.cli import run_tool
+from mmparc.fileio import run_tool
 from mmparc.convert import TARGETS, convert_file
 
 

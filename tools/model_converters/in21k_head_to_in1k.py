@@ -18,7 +18,7 @@ import argparse
 
 import mmparc  # noqa: F401
 
-from mmparc.cli import run_tool  # noqa: E402
+from mmparc.fileio import run_tool  # noqa: E402
 from mmparc.convert import convert_head_file  # noqa: E402
 
 

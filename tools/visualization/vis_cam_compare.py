@@ -28,7 +28,7 @@ import mmparc  # noqa: F401  (registers ParCNetV2)
 
 from mmparc.checkpoint import check_fits, load_checkpoint_file, shapes_of  # noqa: E402
 from mmparc.checkpoint import state_dict_of  # noqa: E402
-from mmparc.cli import ToolError, atomic_output_file, run_tool  # noqa: E402
+from mmparc.fileio import ToolError, atomic_output_file, run_tool  # noqa: E402
 
 
 def load_classifier(config: str, checkpoint: str):

@@ -28,7 +28,7 @@ from pathlib import Path
 import mmparc  # noqa: F401
 
 from mmparc.checkpoint import load_checkpoint_file, state_dict_of  # noqa: E402
-from mmparc.cli import ToolError, run_tool, staged_output_dir  # noqa: E402
+from mmparc.fileio import ToolError, run_tool, staged_output_dir  # noqa: E402
 from mmparc.visualization import (kernels_at, oversized_kernels, plot_kernel_products,  # noqa
                                   plot_kernel_profiles, random_channels, stage_map_size)
 
