@@ -39,7 +39,7 @@ from mmengine.registry import init_default_scope
 
 import mmparc  # noqa: F401  (registers ParCNetV2, routes checkpoint loading)
 from mmparc.checkpoint import check_fits, load_checkpoint_file, shapes_of, state_dict_of
-from mmparc.cli import ToolError, atomic_output_file, check_output_file, run_tool
+from mmparc.fileio import ToolError, atomic_output_file, check_output_file, run_tool
 from mmparc.models import ParCNetV2
 from mmparc.models.deploy import deploy_model
 
