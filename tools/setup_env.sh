@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# Create or refresh the project's .venv with the stack mmparc is tested on.
+# Create or refresh an environment with one of the two stacks mmparc is tested
+# on, the ends of its supported range:
 #
-# Idempotent: a stamp (hash of this script and requirements/) marks a finished
-# set-up, so a second run returns at once.  The mmcv build (ops, ~10 min on
+#   bash tools/setup_env.sh [default]   .venv          torch 2.13 (requirements/constraints.txt)
+#   bash tools/setup_env.sh oldest      .venv-torch21  torch 2.1  (requirements/constraints-torch21.txt)
+#
+# (or MMPARC_STACK=default|oldest; MMPARC_VENV overrides the directory).  The
+# stack's constraints file pins torch, torchvision and numpy; both share
+# requirements/env.txt and mmcv 2.1.0 built here with ops.
+#
+# Idempotent: a stamp (hash of this script, requirements/env.txt and the
+# stack's constraints) marks a finished set-up, so a second run returns at once.  The mmcv build (ops, ~10 min on
 # 2 cores) is cached as a wheel outside the checkout, keyed by mmcv, torch and
 # the Python ABI, because pip's own wheel cache is keyed by the sdist alone.
 #
@@ -20,14 +28,25 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${MMPARC_VENV:-$ROOT/.venv}"
+STACK="${1:-${MMPARC_STACK:-default}}"
+case "$STACK" in
+  default) CONSTRAINTS="$ROOT/requirements/constraints.txt"; VENV_NAME=.venv ;;
+  oldest) CONSTRAINTS="$ROOT/requirements/constraints-torch21.txt"; VENV_NAME=.venv-torch21 ;;
+  *) echo "[setup] unknown stack '$STACK': use 'default' or 'oldest'" >&2; exit 2 ;;
+esac
+VENV="${MMPARC_VENV:-$ROOT/$VENV_NAME}"
 PYTHON_BIN="${MMPARC_PYTHON:-python3.11}"
-TORCH_VERSION=2.13.0
-TORCHVISION_VERSION=0.28.0
+# torch and torchvision: the exact pins of the stack's constraints file.
+pinned() { sed -n "s/^$1==\([^ ;#]*\).*/\1/p" "$CONSTRAINTS"; }
+TORCH_VERSION="$(pinned torch)"
+TORCHVISION_VERSION="$(pinned torchvision)"
+if [[ -z "$TORCH_VERSION" || -z "$TORCHVISION_VERSION" ]]; then
+  echo "[setup] $CONSTRAINTS must pin torch==X and torchvision==Y" >&2
+  exit 2
+fi
 MMCV_VERSION=2.1.0
 OPENMIM_VERSION=0.3.9
 CACHE="${MMPARC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmparc}"
-CONSTRAINTS="$ROOT/requirements/constraints.txt"
 
 step() { printf '\n[setup %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 fail() { printf '\n[setup] FAILED at step: %s\n' "$CURRENT_STEP" >&2; }
@@ -102,7 +121,8 @@ if [[ "${MMPARC_SETUP_DRY_RUN:-0}" == 1 ]]; then
   exit 0
 fi
 
-stamp_key="$(cat "$0" "$ROOT"/requirements/*.txt | sha256sum | cut -c1-16)"
+stamp_key="$(cat "$0" "$ROOT/requirements/env.txt" "$ROOT/requirements/deploy.txt" "$CONSTRAINTS" \
+  | sha256sum | cut -c1-16)"
 STAMP="$VENV/.mmparc-env-$stamp_key"
 if [[ -f "$STAMP" ]]; then
   echo "[setup] environment up to date ($VENV)"
@@ -111,7 +131,7 @@ fi
 
 CURRENT_STEP="create virtual environment"
 if [[ ! -x "$VENV/bin/python" ]]; then
-  step "$CURRENT_STEP at $VENV"
+  step "$CURRENT_STEP at $VENV ($STACK stack: torch $TORCH_VERSION)"
   "$PYTHON_BIN" -m venv "$VENV"
 fi
 PY="$VENV/bin/python"
@@ -173,15 +193,25 @@ step "$CURRENT_STEP"
 "${PIP[@]}" -q --no-deps "openmim==$OPENMIM_VERSION"
 "${PIP[@]}" -q Click colorama model-index pandas requests rich tabulate
 
+CURRENT_STEP="mmdeploy (requirements/deploy.txt, without resolving its protobuf<=3.20.2 pin)"
+step "$CURRENT_STEP"
+# The file lists everything mmdeploy's ONNX Runtime path imports beyond the
+# stack above; see its comments for why nothing is resolved.
+"${PIP[@]}" -q --no-deps -r "$ROOT/requirements/deploy.txt"
+
 CURRENT_STEP="mmparc (editable)"
 step "$CURRENT_STEP"
 "${PIP[@]}" -q --no-build-isolation --no-deps -e "$ROOT"
 
 CURRENT_STEP="import check"
 step "$CURRENT_STEP"
-"$PY" - <<'PY'
+MMPARC_TORCH="$TORCH_VERSION" MMPARC_TORCHVISION="$TORCHVISION_VERSION" "$PY" - <<'PY'
+import os
 import setuptools, torch, torchvision, mmcv, mmcv.ops, mmengine, mmdet, mmseg, mmpretrain, mim
 assert 77 <= int(setuptools.__version__.split('.')[0]) < 81, setuptools.__version__
+for module, pin in ((torch, os.environ['MMPARC_TORCH']),
+                    (torchvision, os.environ['MMPARC_TORCHVISION'])):
+    assert module.__version__.split('+')[0] == pin, (module.__name__, module.__version__, pin)
 print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, mmcv {mmcv.__version__}, "
       f"mmengine {mmengine.__version__}, mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, "
       f"mmpretrain {mmpretrain.__version__}, setuptools {setuptools.__version__}")
