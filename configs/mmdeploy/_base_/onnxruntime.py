@@ -1,0 +1,19 @@
+# mmdeploy (1.3.1) settings shared by every ParCNetV2 deploy config here: ONNX
+# through torch's TorchScript exporter, run by ONNX Runtime.  Self-contained:
+# mmdeploy's own configs/ are not part of its wheel.  See docs/deployment.md.
+#
+# What mmdeploy 1.3.1 needs from a torch newer than 2.1 is applied during its
+# export only, by this module (see its docstring); mmengine imports it with the config.
+custom_imports = dict(imports=['mmparc.deployment.mmdeploy_compat'], allow_failed_imports=False)
+
+onnx_config = dict(
+    type='onnx',
+    export_params=True,
+    keep_initializers_as_inputs=False,
+    opset_version=11,
+    save_file='end2end.onnx',
+    input_names=['input'],
+    output_names=['output'],
+    input_shape=None,  # (W, H) for static graphs; None: the shape the test pipeline gives
+    optimize=True)
+backend_config = dict(type='onnxruntime')
