@@ -1,4 +1,4 @@
-from .amp import FallbackAmpOptimWrapper
+from .amp import FallbackAmpOptimWrapper, cpu_autocast_supports
 from .layer_decay import LayerDecayOptimWrapperConstructor
 
-__all__ = ['FallbackAmpOptimWrapper', 'LayerDecayOptimWrapperConstructor']
+__all__ = ['FallbackAmpOptimWrapper', 'LayerDecayOptimWrapperConstructor', 'cpu_autocast_supports']

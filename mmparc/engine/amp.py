@@ -1,4 +1,5 @@
 """Mixed precision that degrades to fp32 where mmengine's AMP cannot run."""
+import warnings
 from typing import Optional, Union
 
 import torch
@@ -33,3 +34,17 @@ class FallbackAmpOptimWrapper:
                   logger='current', level=30)
         return OptimWrapper(optimizer=optimizer, accumulative_counts=accumulative_counts,
                             clip_grad=clip_grad)
+
+
+def cpu_autocast_supports(dtype: torch.dtype) -> bool:
+    """Whether ``torch.autocast('cpu', dtype=dtype)`` really computes in ``dtype``.
+
+    torch 2.1's CPU autocast takes bfloat16 only: asked for float16 it warns
+    and turns itself off, so the block would run in float32 under an fp16
+    label.  Decided by what a product inside the block returns.
+    """
+    ones = torch.ones(1, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # the "Disabling autocast" warning is the answer here
+        with torch.autocast('cpu', dtype=dtype):
+            return torch.mm(ones, ones).dtype == dtype

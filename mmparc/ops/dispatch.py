@@ -19,7 +19,7 @@ device, so the CPU test suite runs exactly the branches CUDA takes.
 """
 import contextlib
 import threading
-from typing import ContextManager, Iterator, Optional, Sequence
+from typing import Callable, ContextManager, Iterator, Optional, Sequence
 
 import torch
 
@@ -57,10 +57,24 @@ def path_device(tensor: torch.Tensor) -> str:
     return getattr(_state, 'device', None) or tensor.device.type
 
 
+def compile_probe(compiler: object = torch.compiler) -> Callable[[], bool]:
+    """The function that says whether ``torch.compile`` is tracing the caller.
+
+    ``torch.compiler.is_compiling`` from torch 2.3; before it,
+    ``torch._utils.is_compiling``, which returns False when run and which
+    TorchDynamo (2.1, 2.2) replaces by True while it traces.
+    """
+    probe = getattr(compiler, 'is_compiling', None)
+    return probe if probe is not None else torch._utils.is_compiling
+
+
+_is_compiling = compile_probe()
+
+
 def is_recording() -> bool:
     """Whether a tracer, scripter or compiler is recording the computation."""
     return (torch.jit.is_tracing() or torch.jit.is_scripting()
-            or torch.compiler.is_compiling())
+            or _is_compiling())
 
 
 def on_devices(tensor: torch.Tensor, devices: Sequence[str]) -> bool:

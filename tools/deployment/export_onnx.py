@@ -18,10 +18,13 @@ built (before re-parameterisation), to ``--atol`` (1e-4).
 
 torch 2.13's default exporter (``dynamo=True``) needs ``onnxscript``, which
 is not part of this stack; the TorchScript exporter (``dynamo=False``)
-handles the fixed-size, dynamic-batch graph exactly and is used here.
+handles the fixed-size, dynamic-batch graph exactly and is used here.  A
+torch whose ``torch.onnx.export`` has no ``dynamo`` switch (torch 2.1) has
+only that exporter, and is not passed the switch.
 """
 import argparse
 import importlib
+import inspect
 import math
 import os
 import re
@@ -29,7 +32,7 @@ import sys
 import time
 import warnings
 from types import ModuleType
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -142,6 +145,19 @@ def traced_module(model: nn.Module) -> nn.Module:
     return model if isinstance(model, ParCNetV2) else ClassifierLogits(model)
 
 
+def torchscript_exporter_options(export_fn: Callable[..., object]) -> Dict[str, bool]:
+    """The keyword that selects the TorchScript exporter of ``export_fn``, where it has one.
+
+    torch 2.13's ``torch.onnx.export`` takes ``dynamo`` (default True);
+    torch 2.1's is the TorchScript exporter and refuses the keyword.
+    """
+    try:
+        parameters = inspect.signature(export_fn).parameters
+    except (TypeError, ValueError):  # no signature to read: assume the newer API
+        return {'dynamo': False}
+    return {'dynamo': False} if 'dynamo' in parameters else {}
+
+
 def export(model: nn.Module, shape: Tuple[int, int], out: str, opset: int = DEFAULT_OPSET,
            fuse: str = 'auto') -> None:
     """Re-parameterise ``model`` for ``shape`` (in place) and write ``out``.
@@ -160,7 +176,8 @@ def export(model: nn.Module, shape: Tuple[int, int], out: str, opset: int = DEFA
         warnings.filterwarnings('ignore', category=DeprecationWarning)
         warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
         torch.onnx.export(
-            module, (dummy,), out, dynamo=False, opset_version=opset,
+            module, (dummy,), out, **torchscript_exporter_options(torch.onnx.export),
+            opset_version=opset,
             input_names=['input'], output_names=names,
             dynamic_axes={name: {0: 'batch'} for name in ['input'] + names},
             do_constant_folding=True)
