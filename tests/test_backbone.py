@@ -1,5 +1,6 @@
 """ParCNetV2 backbone: shapes, numerical parity, API, bad input."""
 import math
+import re
 
 import pytest
 import torch
@@ -12,6 +13,8 @@ from mmparc.testing import official as ref
 from mmparc.convert import convert_file, convert_official, unwrap_state_dict
 from mmparc.models import ParCNetV2
 from mmparc.ops import resample_kernel
+
+from helpers import assert_close_scaled
 
 CONFIGS = 'configs/imagenet_parcnetv2_{}.py'
 
@@ -92,6 +95,29 @@ def test_dense_outputs_match_official_backbone(tmp_path, kernel_mode, size):
         assert (a - b).abs().max().item() <= 1e-4
 
 
+@pytest.mark.parametrize('kernel_mode', ['fixed', 'global'])
+@pytest.mark.parametrize('size', [(512, 512), (800, 1216)])
+def test_dense_outputs_match_official_beyond_training_size(kernel_mode, size):
+    """Segmentation and detection sizes, the whole model (stem, four stages, their
+    downsamplings and output norms) with xt's widths and one block per stage: in
+    fixed mode the stage-0 maps (128x128, 200x304) outgrow the stored 111-tap
+    kernels, in global mode the kernels are resampled far from them (up to 607 taps)."""
+    official = {k: v for k, v in ref.random_official_state_dict('xt', dense_prefix='',
+                                                                 seed=8).items()
+                if not re.match(r'stages\.\d+\.[1-9]', k)}
+    model = ParCNetV2(dict(depths=[1] * 4, dims=ref.ARCHS['xt'][1]), kernel_mode=kernel_mode,
+                      out_indices=(0, 1, 2, 3), gap_before_final_norm=False)
+    model.load_state_dict(official)  # strict: every key of the one-block model
+    model.eval()
+    x = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        ours = model(x)
+        expected = ref.dense(official, x, [1] * 4, (0, 1, 2, 3),
+                             interpolate=kernel_mode == 'global', prefix='')
+    assert all(e.abs().max() > 1e-2 for e in expected)  # the comparison is not vacuous
+    assert_close_scaled(ours, expected, atol=1e-4)
+
+
 # ------------------------------------------------------------------ shapes
 @pytest.mark.parametrize('kernel_mode', ['fixed', 'global'])
 @pytest.mark.parametrize('size', [(224, 224), (512, 512), (511, 511), (112, 137), (33, 65)])
@@ -164,24 +190,98 @@ def test_frozen_stages_zero_and_minus_one_freeze_nothing():
         assert all(p.requires_grad for p in model.parameters())
 
 
-def test_with_cp_same_output_and_gradient():
+class CheckpointSpy:
+    """Counts ``torch.utils.checkpoint.checkpoint`` calls and the bytes autograd saves
+    outside them (a checkpointed region saves its tensors to its own hooks)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import torch.utils.checkpoint as checkpoint_module
+        self.calls = 0
+        self.saved_bytes = 0
+        original = checkpoint_module.checkpoint
+
+        def spy(*args, **kwargs):
+            self.calls += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(checkpoint_module, 'checkpoint', spy)
+
+    def pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        self.saved_bytes += tensor.numel() * tensor.element_size()
+        return tensor
+
+
+def train_step_outputs(model: ParCNetV2, x: torch.Tensor, spy: CheckpointSpy,
+                       input_grad: bool):
+    """Outputs, input gradient (if asked for) and parameter gradients of one backward pass."""
+    model.train()
+    xi = x.clone().requires_grad_(input_grad)
+    with torch.autograd.graph.saved_tensors_hooks(spy.pack, lambda t: t):
+        y = model(xi)
+    (y[0].square().mean() + y[1].mean()).backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return y, xi.grad, grads
+
+
+@pytest.mark.parametrize('frozen_stages', [0, 2])
+def test_with_cp_checkpoints_each_block_with_the_same_results(monkeypatch, frozen_stages):
+    """``with_cp``: one ``torch.utils.checkpoint`` call per block that backward
+    reaches, far fewer activations kept for backward, and the same outputs and
+    gradients.  With frozen stages the input image needs no gradient (as in
+    training), so neither do the frozen blocks: nothing to recompute there."""
+    kwargs = dict(out_indices=(1, 3), gap_before_final_norm=False, frozen_stages=frozen_stages)
     torch.manual_seed(0)
-    plain = ParCNetV2('xt', out_indices=(1, 3), gap_before_final_norm=False)
-    ckpt = ParCNetV2('xt', out_indices=(1, 3), gap_before_final_norm=False, with_cp=True)
+    plain = ParCNetV2('xt', **kwargs)
+    ckpt = ParCNetV2('xt', with_cp=True, **kwargs)
     ckpt.load_state_dict(plain.state_dict())
     x = torch.randn(2, 3, 64, 80)
-    outs = []
-    for model in (plain, ckpt):
-        model.train()
-        xi = x.clone().requires_grad_(True)
-        y = model(xi)
-        (y[0].square().mean() + y[1].mean()).backward()
-        outs.append((y, xi.grad, {n: p.grad.clone() for n, p in model.named_parameters()}))
-    for a, b in zip(outs[0][0], outs[1][0]):
-        torch.testing.assert_close(a, b)
-    torch.testing.assert_close(outs[0][1], outs[1][1])
-    for name, grad in outs[0][2].items():
-        torch.testing.assert_close(grad, outs[1][2][name], msg=name)
+    plain_spy = CheckpointSpy(monkeypatch)
+    input_grad = frozen_stages == 0
+    expected = train_step_outputs(plain, x, plain_spy, input_grad)
+    assert plain_spy.calls == 0
+    ckpt_spy = CheckpointSpy(monkeypatch)
+    ours = train_step_outputs(ckpt, x, ckpt_spy, input_grad)
+    assert ckpt_spy.calls == sum(ckpt.depths[frozen_stages:])
+    assert ckpt_spy.saved_bytes < 0.5 * plain_spy.saved_bytes, (ckpt_spy.saved_bytes,
+                                                                plain_spy.saved_bytes)
+    for a, b in zip(expected[0], ours[0]):
+        torch.testing.assert_close(b, a)
+    if input_grad:
+        torch.testing.assert_close(ours[1], expected[1])
+    assert set(ours[2]) == set(expected[2])
+    frozen = [n for n, p in ckpt.named_parameters() if not p.requires_grad]
+    assert bool(frozen) == bool(frozen_stages) and not set(frozen) & set(ours[2])
+    for name, grad in expected[2].items():
+        torch.testing.assert_close(ours[2][name], grad, msg=name)
+
+
+def test_frozen_stages_unchanged_by_a_training_step():
+    """One real AdamW step (weight decay on every parameter it is given): frozen
+    stages keep their values bit for bit and stay deterministic (no drop path),
+    the rest moves."""
+    torch.manual_seed(0)
+    model = ParCNetV2('xt', frozen_stages=2, out_indices=(1, 3), gap_before_final_norm=False,
+                      drop_path_rate=0.3)
+    model.train()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.05)
+    x = torch.randn(2, 3, 64, 64)
+    first = model(x)
+    sum(o.square().mean() for o in first).backward()
+    optimizer.step()
+    frozen = ('downsample_layers.0.', 'stages.0.', 'norm0.', 'downsample_layers.1.',
+              'stages.1.', 'norm1.')
+    moved = 0
+    for name, param in model.named_parameters():
+        if name.startswith(frozen):
+            assert param.grad is None and torch.equal(param, before[name]), f'{name} changed'
+        elif param.grad.abs().max() > 0:  # (drop path may silence a block for the batch)
+            assert not torch.equal(param, before[name]), f'trained {name} did not change'
+            moved += 1
+    assert moved > 100
+    assert model.training and not model.stages[1].training
+    again = model(x)  # the same (training) paths as the first pass
+    torch.testing.assert_close(again[0], first[0])
 
 
 def test_drop_path_rates_are_linear():
