@@ -48,6 +48,12 @@ class Job:
     def log_file(self) -> Path:
         return Path(self.work_dir) / 'console.log'
 
+    @property
+    def saved_config(self) -> Path:
+        """The config the run trained with (classes, heads, data roots included),
+        which is what its checkpoints fit."""
+        return Path(self.work_dir) / 'config.py'
+
 
 def quickstart_jobs(data: DataInfo, out: Path, det_iters: Optional[int],
                     seg_iters: Optional[int], val_interval: Optional[int], threads: int,
@@ -135,7 +141,9 @@ def train_job(job: Job) -> None:
     torch.set_num_threads(job.threads)
     import mmparc  # noqa: F401  (registers ParCNetV2)
     from mmengine.runner import Runner
-    runner = Runner.from_cfg(build_config(job))
+    cfg = build_config(job)
+    cfg.dump(str(job.saved_config))
+    runner = Runner.from_cfg(cfg)
     runner.train()
     # CPU seconds (this process and its data loader workers, which count once
     # shut down and joined): on a shared machine they tell what the wall time

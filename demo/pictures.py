@@ -1,7 +1,7 @@
 """The demo's pictures: predictions, overlays, training curves, kernels.
 
-Predictions are drawn by ``tools/infer.py`` (what a user runs on their own
-images); this module lays them out in grids beside the ground truth, plots
+Predictions are drawn by :func:`mmparc.apis.infer` (what ``tools/infer.py``
+runs on a user's own images); this module lays them out in grids beside the ground truth, plots
 the runs' curves and draws one block's oversized kernels with
 :mod:`mmparc.visualization`.  Plain numpy, OpenCV and matplotlib (Agg), so
 it runs on a headless CPU machine.
@@ -12,17 +12,16 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
 from demo.datasets import DataInfo
-from demo.jobs import DET_CONFIG, SEG_CONFIG, Metric
+from demo.jobs import Metric
 from demo.report import TARGETS, Records
 
 PathLike = Union[str, Path]
-TOOLS = Path(__file__).resolve().parents[1] / 'tools'
 NUM_PICTURES = 8
 
 
@@ -33,31 +32,36 @@ class Pictures:
     segmentation: Path
     curves: Path
     kernels: Path
-    drawn: Path  # tools/infer.py's output folders
+    drawn: Path  # mmparc.apis.infer's output folders
 
 
-def draw_pictures(data: DataInfo, det_checkpoint: Path, seg_checkpoint: Path,
+def draw_pictures(data: DataInfo, det_run: Tuple[Path, Path], seg_run: Tuple[Path, Path],
                   runs: Mapping[str, Tuple[Records, Records]],
                   metrics: Mapping[str, Sequence[Metric]], out: Path) -> Pictures:
-    """Step 3 of the demo: every picture, from the trained checkpoints and the
-    runs' records (``{title: (train, val)}``), into ``out/pictures``; the
-    inferencers' own output goes to ``out/pictures.log``."""
+    """Step 3 of the demo: every picture, into ``out/pictures``.
+
+    ``det_run`` and ``seg_run`` are ``(config, checkpoint)``: the config each
+    run saved, since its heads (class count) and data are what the checkpoint
+    fits, not the quickstart config's.  ``runs`` holds the records
+    (``{title: (train, val)}``).  The inferencers' own output goes to
+    ``out/pictures.log``.
+    """
     pictures = out / 'pictures'
     pictures.mkdir(parents=True, exist_ok=True)
     det_images = _val_images(data.coco_root / 'val2017', NUM_PICTURES)
     seg_images = _val_images(data.seg_root / 'images' / 'validation', 4)
-    print(f'  drawing predictions on {len(det_images)} + {len(seg_images)} val images with '
-          'tools/infer.py, curves and kernels', flush=True)
+    print(f'  drawing predictions on {len(det_images)} + {len(seg_images)} val images, '
+          'curves and kernels', flush=True)
     with output_to(out / 'pictures.log'):
-        det_vis, det_grid = detection_pictures(DET_CONFIG, det_checkpoint, det_images,
+        det_vis, det_grid = detection_pictures(*det_run, det_images,
                                                out / 'infer' / 'detection', pictures)
         _, seg_grid = segmentation_pictures(
-            SEG_CONFIG, seg_checkpoint, seg_images, data.seg_root / 'annotations' / 'validation',
+            *seg_run, seg_images, data.seg_root / 'annotations' / 'validation',
             data.seg_palette, out / 'infer' / 'segmentation', pictures)
         add_legend(seg_grid, data.seg_classes, data.seg_palette)
         curves = plot_training_curves(runs, metrics, pictures / 'training_curves.png',
                                       targets=TARGETS)
-        kernels = kernel_picture(det_checkpoint, pictures)
+        kernels = kernel_picture(det_run[1], pictures)
     return Pictures(det_grid, seg_grid, curves, kernels, det_vis.parent.parent)
 
 
@@ -97,20 +101,13 @@ def _val_images(folder: Path, count: int) -> List[Path]:
     return images[:count]
 
 
-def _infer() -> Callable[..., Path]:
-    """``tools/infer.py``'s ``infer``: tools are scripts, imported from their folder."""
-    if str(TOOLS) not in sys.path:
-        sys.path.insert(0, str(TOOLS))
-    from infer import infer
-    return infer
-
-
 # --------------------------------------------------------------- predictions
 def detection_pictures(config: Path, checkpoint: Path, images: Sequence[Path],
                        infer_dir: Path, out: Path) -> Tuple[Path, Path]:
-    """Predictions drawn by ``tools/infer.py``, and a grid of them."""
-    vis_dir = _infer()([str(p) for p in images], str(config), str(checkpoint), str(infer_dir),
-                       task='det', score_thr=0.5)
+    """Predictions drawn by :func:`mmparc.apis.infer`, and a grid of them."""
+    from mmparc.apis import infer
+    vis_dir = infer([str(p) for p in images], str(config), str(checkpoint), str(infer_dir),
+                    task='det', score_thr=0.5)
     drawn = [read_rgb(vis_dir / p.name) for p in images]
     grid = tile_images(drawn, columns=4, cell=384, labels=[p.name for p in images])
     return vis_dir, write_rgb(out / 'detection_predictions.jpg', grid)
@@ -119,9 +116,10 @@ def detection_pictures(config: Path, checkpoint: Path, images: Sequence[Path],
 def segmentation_pictures(config: Path, checkpoint: Path, images: Sequence[Path],
                           ann_dir: Path, palette: Sequence[Sequence[int]],
                           infer_dir: Path, out: Path) -> Tuple[Path, Path]:
-    """Predictions by ``tools/infer.py``; a grid of image | ground truth | prediction."""
-    vis_dir = _infer()([str(p) for p in images], str(config), str(checkpoint), str(infer_dir),
-                       task='seg')
+    """Predictions by :func:`mmparc.apis.infer`; a grid of image | ground truth | prediction."""
+    from mmparc.apis import infer
+    vis_dir = infer([str(p) for p in images], str(config), str(checkpoint), str(infer_dir),
+                    task='seg')
     cells, labels = [], []
     for path in images:
         image = read_rgb(path)

@@ -10,16 +10,18 @@
    (``configs/quickstart/*.py``), the two runs side by side, one per core,
    and evaluates them on the val splits with COCO box/mask mAP and mIoU.
 3. Pictures (``demo/pictures.py``): draws predictions on val images with
-   ``tools/infer.py``, segmentation overlays, training curves and one block's
+   :func:`mmparc.apis.infer` and the config each run saved, segmentation overlays, training curves and one block's
    learned oversized kernels (``mmparc.visualization``).
 4. Summary (``demo/report.py``): prints a table of the metrics against the
    targets and where everything is, and writes ``summary.json``.
 
-Usage::
+Usage, from the checkout's root (``make demo`` runs the first)::
 
-    python demo/quickstart.py                # toy data, about 7 minutes on 2 free cores
-    python demo/quickstart.py /path/to/coco  # your COCO-format dataset
-    python demo/quickstart.py --quick        # a few iterations, to check the flow
+    python -m demo.quickstart                # generated data; see README.md for its run time
+    python -m demo.quickstart /path/to/coco  # your COCO-format dataset
+    python -m demo.quickstart --quick        # a few iterations, to check the flow
+
+Outputs go to ``outputs/demo`` (``outputs/demo_quick`` with ``--quick``) or ``--out``.
 
 A user dataset needs COCO's layout: ``train2017/``, ``val2017/`` and
 ``annotations/instances_{train,val}2017.json``.  Mask R-CNN trains on it as
@@ -28,7 +30,6 @@ is; UperNet trains on semantic maps made from its instance masks.
 import argparse
 import json
 import os
-import sys
 import time
 import warnings
 from dataclasses import asdict
@@ -40,14 +41,9 @@ from typing import Dict, Optional, Sequence
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 REPO = Path(__file__).resolve().parents[1]
-# Run as a script, Python puts demo/ itself first on sys.path, where the
-# demo's modules would shadow top-level ones of the same name (datasets);
-# the checkout goes there instead: the demo imports as the `demo` package, and
-# mmparc without installing.
-if sys.path and Path(sys.path[0] or '.').resolve() == REPO / 'demo':
-    sys.path[0] = str(REPO)
-elif str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+if not __package__:  # run as a file: its siblings are not importable as the demo package
+    raise SystemExit('run the demo from the checkout root as a module: '
+                     'python -m demo.quickstart [--quick] [/path/to/coco]')
 
 from demo.datasets import make_toy_data, user_data  # noqa: E402
 from demo.jobs import (DET_CONFIG, SEG_CONFIG, last_checkpoint, quickstart_jobs,  # noqa: E402
@@ -64,8 +60,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         epilog='\n\n'.join(__doc__.split('\n\n')[1:]))
     parser.add_argument('data', nargs='?', type=Path, default=None,
                         help='a COCO-format dataset to use instead of the generated one')
-    parser.add_argument('--out', type=Path, default=REPO / 'outputs' / 'demo',
-                        help='output folder (default: outputs/demo)')
+    parser.add_argument('--out', type=Path, default=None,
+                        help='output folder (default: outputs/demo, with --quick '
+                             'outputs/demo_quick)')
     parser.add_argument('--num-train', type=int, default=400, help='toy train images')
     parser.add_argument('--num-val', type=int, default=60, help='toy val images')
     parser.add_argument('--seed', type=int, default=0, help='data and training seed')
@@ -81,6 +78,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='check the flow in a minute or two: a handful of images '
                              'and iterations (targets are not expected to be met)')
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = REPO / 'outputs' / ('demo_quick' if args.quick else 'demo')
     if args.quick:
         args.num_train, args.num_val = 8, 4
         args.det_iters = args.det_iters or 2
@@ -125,7 +124,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     det_ckpt, seg_ckpt = last_checkpoint(det_dir), last_checkpoint(seg_dir)
     det_metrics, det_records = final_metrics(det_dir, det.metrics)
     seg_metrics, seg_records = final_metrics(seg_dir, seg.metrics)
-    pictures = draw_pictures(data, det_ckpt, seg_ckpt,
+    pictures = draw_pictures(data, (det.saved_config, det_ckpt), (seg.saved_config, seg_ckpt),
                              {det.name: det_records, seg.name: seg_records},
                              {det.name: det.metrics, seg.name: seg.metrics}, out)
     times['pictures'] = time.time() - t0
@@ -144,7 +143,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         'pictures: segmentation overlays': pictures.segmentation,
         'pictures: training curves': pictures.curves,
         'pictures: oversized kernels': pictures.kernels,
-        'drawn val images (tools/infer.py)': pictures.drawn,
+        'drawn val images': pictures.drawn,
         'detection checkpoint': det_ckpt,
         'segmentation checkpoint': seg_ckpt,
         'training logs': out / '{detection,segmentation}/console.log',
@@ -162,4 +161,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    raise SystemExit(main())
