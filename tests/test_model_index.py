@@ -6,7 +6,8 @@ regular install (a wheel) puts it there; the development checkout's
 editable install does not (its metadata sits in site-packages, the code in
 the checkout).  So the test builds the wheel from the checkout's files,
 unpacks it into a temporary directory put first on ``PYTHONPATH``, and runs
-``mim search`` there, as a user who ran ``pip install mmparc`` would.
+``mim search`` there, as a user who ran ``pip install mmparc`` would, and
+``mim run mmparc <tool>`` (the wheel ships ``tools/`` under ``.mim``).
 
 The index's own figures are checked against the configs: parameters of
 every model built from its config, the classifiers' FLOPs against
@@ -42,16 +43,17 @@ def _metafile() -> Dict[str, Any]:
 
 
 @pytest.fixture(scope='module')
-def searched(tmp_path_factory) -> Dict[str, Dict[str, Any]]:
-    """``mim search mmparc --json`` against mmparc installed from its wheel."""
+def installed(tmp_path_factory) -> Path:
+    """mmparc's wheel, built from the checkout's files and unpacked: a site folder."""
     tmp = tmp_path_factory.mktemp('mim')
     src = tmp / 'src'
     src.mkdir()
-    for name in ('setup.py', 'setup.cfg', 'README.md', 'model-index.yml'):
+    for name in ('setup.py', 'setup.cfg', 'README.md', 'LICENSE', 'model-index.yml'):
         shutil.copy(ROOT / name, src / name)
     ignore = shutil.ignore_patterns('__pycache__')
     shutil.copytree(ROOT / 'mmparc', src / 'mmparc', symlinks=True, ignore=ignore)
     shutil.copytree(ROOT / 'configs', src / 'configs', ignore=ignore)
+    shutil.copytree(ROOT / 'tools', src / 'tools', ignore=ignore)
     env = dict(os.environ, PIP_CONFIG_FILE='/dev/null', PIP_DISABLE_PIP_VERSION_CHECK='1')
     build = subprocess.run(
         [sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation',
@@ -64,15 +66,37 @@ def searched(tmp_path_factory) -> Dict[str, Dict[str, Any]]:
         archive.extractall(tmp / 'site')
     assert 'mmparc/.mim/model-index.yml' in names and 'mmparc/.mim/configs/metafile.yml' in names
     assert all(f'mmparc/.mim/{path}' in names for path in CONFIGS.values())
+    tools = {p.relative_to(ROOT).as_posix() for p in (ROOT / 'tools').rglob('*.py')}
+    assert tools and all(f'mmparc/.mim/{path}' in names for path in tools)
+    return tmp / 'site'
+
+
+@pytest.fixture(scope='module')
+def searched(installed) -> Dict[str, Dict[str, Any]]:
+    """``mim search mmparc --json`` against mmparc installed from its wheel."""
+    tmp = installed.parent
     out = tmp / 'search.json'
     search = subprocess.run(
         [sys.executable, '-m', 'mim', 'search', 'mmparc', '--json', str(out)],
         capture_output=True, text=True, timeout=300, cwd=tmp,
-        env=dict(os.environ, PYTHONPATH=str(tmp / 'site')))
+        env=dict(os.environ, PYTHONPATH=str(installed)))
     assert search.returncode == 0, search.stdout[-2000:] + search.stderr[-3000:]
     columns = json.loads(out.read_text())  # pandas' to_json: {column: {model: value}}
     models = {name for column in columns.values() for name in column}
     return {name: {key: column.get(name) for key, column in columns.items()} for name in models}
+
+
+@pytest.mark.slow
+def test_mim_run_finds_the_tools(installed, tmp_path):
+    """`mim run mmparc <tool>` runs tools/**/<tool>.py from the installed package."""
+    run = subprocess.run(
+        [sys.executable, '-m', 'mim', 'run', 'mmparc', 'make_toy_dataset', '--kind', 'imagenet',
+         '--out', str(tmp_path / 'toy'), '--num-train', '2', '--num-val', '1', '--size', '32',
+         '32'], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(installed)))
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    assert str(installed / 'mmparc' / '.mim' / 'tools' / 'misc') in run.stdout + run.stderr
+    assert (tmp_path / 'toy' / 'meta' / 'val.txt').is_file()
 
 
 @pytest.mark.slow
