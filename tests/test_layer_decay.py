@@ -264,6 +264,49 @@ def test_full_table(kind: str, arch: str) -> None:
         check_table(model, wrapper, arch, 'stage_wise', 4)
 
 
+# xt at a realistic rate, 0.9, layer_wise (6 layers: ids 0..7, scale 0.9 ** (7 - id)),
+# the values written out: parameter -> lr scale.
+XT_SCALES_AT_0_9 = {
+    'backbone.downsample_layers.0.conv.weight': 0.4782969,  # id 0
+    'backbone.downsample_layers.0.post_norm.weight': 0.4782969,
+    'backbone.stages.0.2.token_mixer.dwconv1.conv_h.weight': 0.531441,  # id 1
+    'backbone.downsample_layers.1.conv.bias': 0.59049,  # id 2
+    'backbone.stages.1.0.norm1.weight': 0.59049,
+    'backbone.stages.2.2.mlp.fc1.weight': 0.6561,  # id 3
+    'backbone.stages.2.3.mlp.fc1.bias': 0.729,  # id 4
+    'backbone.stages.2.8.norm2.weight': 0.81,  # id 5
+    'backbone.downsample_layers.3.pre_norm.weight': 0.9,  # id 6
+    'backbone.stages.3.1.res_scale2.scale': 0.9,
+    'backbone.norm3.bias': 1.0,  # id 7, as the head
+    'head.fc.weight': 1.0,
+}
+
+
+def test_lr_by_value_at_a_realistic_rate() -> None:
+    """decay_rate=0.9: each group's lr is the base lr times the scale written out
+    above, and one AdamW step moves each undecayed parameter by that lr (Adam's
+    first step is lr * sign(grad) wherever the gradient is not tiny)."""
+    torch.manual_seed(0)
+    model = build_classifier('xt')
+    wrapper = build_optim_wrapper(model, optim_cfg(decay_rate=0.9))
+    lr_of = {name: group['lr'] for group in wrapper.optimizer.param_groups
+             for name in group['param_names']}
+    for name, scale in XT_SCALES_AT_0_9.items():
+        assert lr_of[name] == pytest.approx(LR * scale, rel=1e-6), name
+    params = dict(model.named_parameters())
+    before = {name: params[name].detach().clone() for name in XT_SCALES_AT_0_9}
+    model.train()
+    from mmpretrain.structures import DataSample
+    data = dict(inputs=[torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
+                        for _ in range(2)],
+                data_samples=[DataSample().set_gt_label(c) for c in (1, 7)])
+    model.train_step(data, wrapper)
+    for name, scale in XT_SCALES_AT_0_9.items():
+        if params[name].ndim <= 1:  # no weight decay: the step is the lr alone
+            step = (params[name].detach() - before[name]).abs().max().item()
+            assert step == pytest.approx(LR * scale, rel=1e-3), name
+
+
 def test_frozen_stages_drop_out() -> None:
     model = build_detector('t', frozen_stages=1)
     wrapper = build_optim_wrapper(model, optim_cfg(decay_rate=2, num_layers=7))

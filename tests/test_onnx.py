@@ -1,10 +1,10 @@
 """ONNX export (tools/deployment/export_onnx.py) checked with onnxruntime.
 
-The tool only writes the graphs here (``--skip-check``): the PyTorch side is
-built in this file from the config and checkpoint (the model as configured,
-in eval mode, before any re-parameterisation), and onnxruntime runs the
-exported file directly, so a wrong comparison inside the tool cannot make
-these tests pass.  Errors are judged relative to the outputs' scale.
+The graph cases below only let the tool write the graphs (``--skip-check``):
+the PyTorch side is built in this file from the config and checkpoint (the
+model as configured, in eval mode, before any re-parameterisation), and
+onnxruntime runs the exported file directly, so a wrong comparison inside
+the tool cannot make these tests pass.  Errors are judged relative to the outputs' scale.
 
 Cases: the t classifier in ``fixed`` mode at 224x224 (the training size), the
 t classifier in ``global`` mode at 160x192 and the t backbone (all four
@@ -15,10 +15,16 @@ global case checks that its size gives kernels other than the stored ones,
 and the classifier's that the fixed-mode model is far from the graph's
 outputs.  Each graph is exported with batch 1 and run with batch 2
 (dynamic batch axis).
+
+The tool's own comparison is tested by itself: one small export runs it as
+a user does (exit status 0), and one graph with a weight changed after export
+must fail it.
 """
 import copy
 import importlib.util
 import os
+import re
+import subprocess
 import sys
 from collections import Counter
 from types import ModuleType
@@ -33,8 +39,10 @@ import torch
 from mmparc.testing import official as ref
 from mmparc.convert import convert_official
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG_T = os.path.join(ROOT, 'configs', 'imagenet_parcnetv2_t.py')
+from helpers import REPO
+
+CONFIG_T = str(REPO / 'configs' / 'imagenet_parcnetv2_t.py')
+CONFIG_XT = str(REPO / 'configs' / 'imagenet_parcnetv2_xt.py')
 # onnxruntime vs PyTorch: max |diff| over max |PyTorch output|, per output.
 # Measured ~1e-6 (float32 rounding of the fused kernels); 1e-4 leaves a wide
 # margin and is still far below what a wrong kernel does (see DISTINCT).
@@ -56,7 +64,7 @@ ALLOWED_OPS = {'Conv', 'MatMul', 'Gemm', 'Add', 'Sub', 'Mul', 'Div', 'Erf', 'Tra
 @pytest.fixture(scope='module')
 def tool() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
-        'export_onnx', os.path.join(ROOT, 'tools', 'deployment', 'export_onnx.py'))
+        'export_onnx', str(REPO / 'tools' / 'deployment' / 'export_onnx.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -237,6 +245,58 @@ def test_backbone_t_detection_size(tool, checkpoints, reference, tmp_path):
     assert set(ops) <= ALLOWED_OPS, set(ops) - ALLOWED_OPS
 
 
+# ----------------------------------------------- the tool's own comparison
+@pytest.fixture(scope='module')
+def xt_classifier(tmp_path_factory) -> str:
+    """A converted xt classifier checkpoint with random official-like weights."""
+    path = tmp_path_factory.mktemp('xt') / 'classifier_xt.pth'
+    state = convert_official(ref.random_official_state_dict('xt', seed=3), 'classifier')
+    torch.save({'state_dict': state}, path)
+    return str(path)
+
+
+def test_tool_checks_its_graph_and_exits_zero(xt_classifier, tmp_path):
+    """The documented command, check included, as a user runs it: onnxruntime on the
+    written graph against the model as built, within --atol, exit status 0."""
+    out = tmp_path / 'checked.onnx'
+    result = subprocess.run(
+        [sys.executable, str(REPO / 'tools' / 'deployment' / 'export_onnx.py'), CONFIG_XT,
+         '--checkpoint', xt_classifier, '--shape', '64', '96', str(out)],
+        capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    match = re.search(r'onnxruntime vs PyTorch .*max \|diff\|: logits ([0-9.e+-]+)',
+                      result.stdout)
+    assert match, result.stdout[-2000:]
+    assert float(match.group(1)) <= 1e-4
+    assert out.is_file()
+    assert [o.name for o in onnx.load(str(out)).graph.output] == ['logits']
+
+
+def test_tool_refuses_a_graph_with_a_tampered_initializer(tool, xt_classifier, tmp_path,
+                                                          monkeypatch):
+    """A graph whose largest weight changed after export (the exporter's output
+    tampered with before the check) fails the tool's check, and no file is left."""
+    real_export = tool.export
+    tampered = []
+
+    def export_then_tamper(model, shape, out, *args, **kwargs):
+        real_export(model, shape, out, *args, **kwargs)
+        graph = onnx.load(out)
+        largest = max(graph.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+        values = onnx.numpy_helper.to_array(largest).copy()
+        values.flat[:values.size // 2] *= 1.5
+        largest.CopyFrom(onnx.numpy_helper.from_array(values, largest.name))
+        onnx.save(graph, out)
+        tampered.append(largest.name)
+
+    monkeypatch.setattr(tool, 'export', export_then_tamper)
+    out = tmp_path / 'tampered.onnx'
+    with pytest.raises(SystemExit, match='onnxruntime differs from PyTorch'):
+        tool.main([CONFIG_XT, '--checkpoint', xt_classifier, '--shape', '64', '96', str(out)])
+    assert tampered and not out.exists()
+    assert not list(tmp_path.iterdir())  # no temporary file left either
+
+
 @pytest.mark.parametrize('missing', ['onnx', 'onnxruntime'])
 def test_missing_package_gives_a_clear_message(tool, monkeypatch, tmp_path, missing):
     monkeypatch.setitem(sys.modules, missing, None)  # makes `import missing` fail
@@ -248,7 +308,7 @@ def test_missing_package_gives_a_clear_message(tool, monkeypatch, tmp_path, miss
 
 
 def test_only_classifiers_export_whole(tool):
-    det = os.path.join(ROOT, 'configs', 'mask_rcnn_parcnetv2_t.py')
+    det = str(REPO / 'configs' / 'mask_rcnn_parcnetv2_t.py')
     assert os.path.exists(det)
     with pytest.raises(ValueError, match='use --backbone'):
         tool.build(det)

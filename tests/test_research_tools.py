@@ -21,7 +21,8 @@ import mmparc  # noqa: F401
 from mmparc.models import ParCNetV2
 from mmparc.visualization import kernels_at, oversized_kernels, stage_map_size
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO, build_classifier
+
 XT = REPO / 'configs' / 'imagenet_parcnetv2_xt.py'
 CONVNEXT = REPO / 'configs' / 'ablations' / 'convnext_t.py'
 
@@ -29,14 +30,6 @@ CONVNEXT = REPO / 'configs' / 'ablations' / 'convnext_t.py'
 def run_tool(*args, env=None, timeout=300):
     return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
                           cwd=REPO, env=env, timeout=timeout)
-
-
-def build_classifier(config: Path):
-    cfg = Config.fromfile(str(config))
-    cfg.model.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
-    init_default_scope('mmpretrain')
-    from mmpretrain.registry import MODELS
-    return cfg, MODELS.build(cfg.model)
 
 
 def briefly_trained(config: Path, path: Path) -> Path:
@@ -117,6 +110,46 @@ def test_vis_kernels_draws_the_block_kernels(checkpoints, tmp_path):
     for drawn, applied in zip(ours, layer.kernels(*map_size)):
         np.testing.assert_allclose(drawn, applied.detach().numpy(), rtol=1e-6, atol=1e-7)
     assert map_size == (40, 32) and ours[0].shape == (96, 79) and ours[1].shape == (96, 63)
+
+
+def longest_run(mask: np.ndarray, axis: int) -> int:
+    """The longest run of True along ``axis`` (0: down a column, 1: along a row)."""
+    mask = np.moveaxis(mask, axis, -1).astype(np.int32)
+    longest, current = 0, np.zeros(mask.shape[:-1], np.int32)
+    for index in range(mask.shape[-1]):
+        current = (current + 1) * mask[..., index]
+        longest = max(longest, int(current.max()))
+    return longest
+
+
+@pytest.mark.parametrize('line', ['column', 'row'])
+def test_vis_kernels_draws_a_known_kernel(tmp_path, line):
+    """Every channel's vertical kernel all ones and horizontal kernel one centre tap
+    is the 2-D kernel ``k_h k_w^T`` of one bright centre column; the reverse, one
+    bright centre row.  Looked at in the drawn picture: its saturated red pixels
+    (the colour map's top) run far longer along that direction than across it."""
+    model = ParCNetV2('xt')
+    state = {f'backbone.{k}': v for k, v in model.state_dict().items()}
+    base = 'backbone.stages.2.8.token_mixer.dwconv1'
+    ones, delta = torch.ones(192, 27), torch.zeros(192, 27)
+    delta[:, 13] = 1
+    kernel_h, kernel_w = (ones, delta) if line == 'column' else (delta, ones)
+    state[f'{base}.conv_h.weight'] = kernel_h.view(192, 1, 27, 1)
+    state[f'{base}.conv_w.weight'] = kernel_w.view(192, 1, 1, 27)
+    torch.save({'state_dict': state}, tmp_path / 'known.pth')
+    result = run_tool('tools/visualization/vis_kernels.py', tmp_path / 'known.pth',
+                      '--channels-2d', '8', '--out-dir', tmp_path / 'out')
+    assert result.returncode == 0, result.stderr[-2000:]
+    from PIL import Image
+    picture = np.asarray(Image.open(tmp_path / 'out' / 'kernels_2d_s2_b8.png').convert('RGB'))
+    red, green, blue = (picture[..., i].astype(int) for i in range(3))
+    mask = (green < 60) & (red > blue + 40)
+    down, across = longest_run(mask, 0), longest_run(mask, 1)
+    assert mask.sum() > 100, 'no bright kernel drawn'
+    if line == 'column':
+        assert down > 5 * across, (down, across)
+    else:
+        assert across > 5 * down, (down, across)
 
 
 @pytest.mark.parametrize('args,message', [
