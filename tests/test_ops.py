@@ -125,6 +125,36 @@ def test_l2_norm_falls_back_where_fusion_is_not_exact(monkeypatch, case):
     assert_close_scaled(grads, ref_grads, rtol=1e-4)
 
 
+def test_l2_norm_layer_falls_back_when_one_row_overflows(monkeypatch):
+    """Through the model's layer (NCHW maps, channels-last view, the dispatcher's CPU
+    choice): one position whose variance overflows float32 among ordinary ones sends
+    the whole input to the reference formula, forward and backward.  The official
+    formula, op by op in float32, is the expectation: its squared length overflows
+    there too, so that position normalises to zero and the others are unaffected."""
+    from mmparc.models.layers import L2LayerNorm
+    norm = L2LayerNorm(64)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(64) + 4)
+    x = torch.randn(2, 64, 3, 5)
+    x[1, :, 2, 4] *= 1e20
+    with counting(monkeypatch, l2_module, 'l2_layer_norm_reference') as fallbacks:
+        out, grads = forward_and_grads(norm, leaves(x))
+    assert len(fallbacks) == 1, 'expected the reference formula for this input'
+    weight = norm.weight.detach()
+
+    def official(x):
+        centred = x - x.mean(1, keepdim=True)
+        length = centred.pow(2).sum(1, keepdim=True).sqrt()
+        return centred / length.clamp_min(1e-6) * weight.view(1, -1, 1, 1)
+
+    expected, ref_grads = forward_and_grads(official, leaves(x))
+    assert torch.isfinite(out).all() and torch.isfinite(grads[0]).all()
+    lengths = expected.abs().amax(1)  # (B, H, W): zero only where the row overflowed
+    assert lengths[1, 2, 4] == 0 and (lengths > 0).sum() == lengths.numel() - 1
+    assert_close_scaled([out], [expected])
+    assert_close_scaled(grads, ref_grads, rtol=1e-4)
+
+
 def test_l2_norm_rows_below_eps_are_constant_in_backward():
     x = torch.full((1, 8), 2.0, requires_grad=True)
     l2_layer_norm_reference(x, torch.ones(8), None, 1e-6).sum().backward()
