@@ -16,8 +16,8 @@ from demo import datasets, jobs, quickstart, report
 from demo.pictures import colorize_labels, overlay_labels, plot_training_curves, tile_images
 from demo.report import read_scalars
 from mmparc.testing import toy_data
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _config(name: str):

@@ -22,7 +22,8 @@ from typing import List, NamedTuple, Optional, Tuple
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
+
 PAGES = sorted([REPO / 'README.md', REPO / 'CHANGELOG.md', *(REPO / 'docs').glob('*.md')])
 #: What a block may need that a test run does not have.
 NEEDS = {

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from mmparc.testing import toy_data
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _scope(name: str):
