@@ -22,11 +22,15 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 
-from .checkpoint import CheckpointError, fit_problems, load_checkpoint_file
+from .checkpoint import CheckpointError, describe, fit_problems, load_checkpoint_file
 from .fileio import atomic_output_file, check_output_file
 
 TARGETS = ('classifier', 'backbone', 'model')
 _BODY = re.compile(r'^(downsample_layers|stages)\.(\d+)\.')
+#: Plausible stage and block indices: the depths are derived from the keys, so a
+#: key like ``stages.3000000000.0.w`` must not size anything.
+MAX_STAGES = 8
+MAX_BLOCKS = 256
 _WRAPPERS = ('state_dict', 'model', 'module')
 
 
@@ -55,11 +59,21 @@ def source_kind(state: Mapping[str, torch.Tensor]) -> str:
     if any(_BODY.match(k) for k in state):
         return 'classifier'
     raise ValueError('not a ParCNetV2 checkpoint: found neither backbone.* keys nor '
-                     f'downsample_layers/stages keys (first keys: {list(state)[:5]})')
+                     f'downsample_layers/stages keys (first keys: '
+                     f'{", ".join(describe(k) for k in list(state)[:5])})')
+
+
+def _index(text: str, limit: int, what: str, key: str) -> int:
+    """``text`` as an index below ``limit``, or one line naming the key."""
+    if len(text) > 6 or int(text) >= limit:
+        shown = key if len(key) <= 80 else key[:80] + '...'
+        raise ValueError(f'key {shown}: {what} index {text[:12]} is not plausible '
+                         f'(ParCNetV2 has fewer than {limit} {what}s)')
+    return int(text)
 
 
 def _num_stages(keys) -> int:
-    stages = {int(m.group(2)) for k in keys if (m := _BODY.match(k))}
+    stages = {_index(m.group(2), MAX_STAGES, 'stage', k) for k in keys if (m := _BODY.match(k))}
     if not stages:
         raise ValueError('checkpoint has no downsample_layers/stages keys')
     return max(stages) + 1
@@ -88,7 +102,8 @@ def _depths(keys) -> List[int]:
     for key in keys:
         match = re.match(r'^stages\.(\d+)\.(\d+)\.', key)
         if match:
-            stage, block = int(match.group(1)), int(match.group(2))
+            stage = _index(match.group(1), MAX_STAGES, 'stage', key)
+            block = _index(match.group(2), MAX_BLOCKS, 'block', key)
             blocks[stage] = max(blocks.get(stage, 0), block + 1)
     return [blocks.get(i, 0) for i in range(max(blocks) + 1)] if blocks else []
 
@@ -234,7 +249,8 @@ def _convert(state: Mapping[str, torch.Tensor], kind: str, target: str
             unknown.append(key)
     if unknown:
         more = f' and {len(unknown) - 5} more' if len(unknown) > 5 else ''
-        raise ValueError(f'unexpected keys in the official checkpoint: {unknown[:5]}{more}')
+        raise ValueError('unexpected keys in the official checkpoint: '
+                         f'{describe(unknown[:5], 300)}{more}')
     return out
 
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn as nn
 from mmengine.evaluator import BaseMetric
+from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 
@@ -60,12 +61,22 @@ def runner_kwargs(work_dir, **extra):
 
 
 @pytest.fixture(scope='module')
-def runner_checkpoint(tmp_path_factory):
+def written_run(tmp_path_factory):
+    """The writing run's checkpoint, and its state as the Runner held it in memory
+    (what a loader is checked against, rather than against itself)."""
     work_dir = tmp_path_factory.mktemp('runner')
     runner = Runner(**runner_kwargs(work_dir, experiment_name='write'))
     runner.train()
     ckpt = work_dir / 'epoch_1.pth'
     assert ckpt.exists()
+    memory = {'epoch': runner.epoch, 'iter': runner.iter,
+              'weights': {k: v.detach().clone() for k, v in runner.model.state_dict().items()}}
+    return work_dir, ckpt, memory
+
+
+@pytest.fixture(scope='module')
+def runner_checkpoint(written_run):
+    work_dir, ckpt, _ = written_run
     return work_dir, ckpt
 
 
@@ -82,7 +93,7 @@ def test_plain_torch_load_is_untouched_and_mmparc_loads(runner_checkpoint):
     for prelude in ('', 'import mmparc\n'):
         code = (f'import torch, sys\n{prelude}'
                 'try:\n'
-                f'    torch.load({str(ckpt)!r}, map_location="cpu")\n'
+                f'    torch.load({str(ckpt)!r}, map_location="cpu", weights_only=True)\n'
                 'except Exception as err:\n'
                 '    print("refused", type(err).__name__)\n'
                 '    sys.exit(0)\n'
@@ -103,29 +114,56 @@ def test_plain_torch_load_is_untouched_and_mmparc_loads(runner_checkpoint):
     assert result.stdout.strip().splitlines()[-1:] == ['ok'], result.stderr[-2000:]
 
 
-def test_weights_only_default_untouched():
+def test_torch_load_untouched():
+    """mmparc neither wraps torch.load nor sets the environment that changes its default."""
     import inspect
-    assert inspect.signature(torch.load).parameters['weights_only'].default is None
+    assert torch.load.__module__ == 'torch.serialization'
+    assert 'weights_only' in inspect.signature(torch.load).parameters
     assert os.environ.get('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD') is None
 
 
-def test_resume_from_runner_checkpoint(runner_checkpoint):
-    work_dir, _ = runner_checkpoint
-    kwargs = runner_kwargs(work_dir, resume=True, experiment_name='resume')
+class ResumeProbe(Hook):
+    """What the resumed run holds when training starts, and at each epoch's start."""
+
+    def __init__(self):
+        self.start = None
+        self.epochs = []
+
+    def before_train(self, runner):
+        self.start = {'epoch': runner.epoch, 'iter': runner.iter,
+                      'weights': {k: v.detach().clone()
+                                  for k, v in runner.model.state_dict().items()}}
+
+    def before_train_epoch(self, runner):
+        self.epochs.append(runner.epoch)
+
+
+def test_resume_from_runner_checkpoint(written_run):
+    """Training resumes at the saved epoch and iteration with the saved weights, as the
+    writing Runner held them in memory (a loader that drops the weights, or a resume that
+    finds no checkpoint and trains from scratch, fails here)."""
+    work_dir, _, memory = written_run
+    probe = ResumeProbe()
+    kwargs = runner_kwargs(work_dir, resume=True, experiment_name='resume',
+                           custom_hooks=[probe])
     kwargs['train_cfg'] = dict(by_epoch=True, max_epochs=2)
     runner = Runner(**kwargs)
     runner.train()
-    assert runner.epoch == 2
-    assert (work_dir / 'epoch_2.pth').exists()
+    assert probe.start['epoch'] == memory['epoch'] == 1
+    assert probe.start['iter'] == memory['iter'] == 2
+    assert probe.epochs == [1]  # only the second epoch ran
+    assert probe.start['weights'].keys() == memory['weights'].keys()
+    for key, value in memory['weights'].items():
+        assert torch.equal(probe.start['weights'][key], value), key
+    assert runner.epoch == 2 and (work_dir / 'epoch_2.pth').exists()
 
 
-def test_test_from_runner_checkpoint(runner_checkpoint, tmp_path):
-    _, ckpt = runner_checkpoint
+def test_test_from_runner_checkpoint(written_run, tmp_path):
+    _, ckpt, memory = written_run
     runner = Runner(**runner_kwargs(tmp_path, load_from=str(ckpt), experiment_name='test'))
     metrics = runner.test()
     assert 'mae' in metrics
-    saved = load_checkpoint_file(ckpt)['state_dict']['linear.weight']
-    assert torch.equal(runner.model.linear.weight.detach(), saved)
+    assert torch.equal(runner.model.linear.weight.detach(), memory['weights']['linear.weight'])
 
 
 class _SneakyGetattr:
@@ -189,12 +227,17 @@ def test_missing_pretrained_checkpoint_says_how_to_get_it(tmp_path):
     assert 'convert_official' not in str(info.value)
 
 
-def test_other_mmengine_schemes_run_inside_the_scope():
+def test_every_mmengine_scheme_reads_through_mmparc():
+    """Each scheme mmengine registers is replaced by one that fetches the file the same
+    way and reads it with load_checkpoint_file (mmengine's own call torch.load)."""
     from mmengine.runner.checkpoint import CheckpointLoader, load_from_local
-    assert CheckpointLoader._get_checkpoint_loader('x.pth').__module__ == 'mmparc.checkpoint'
-    for url in ('https://example.com/x.pth', 'open-mmlab://x', 'torchvision://resnet50'):
+    for url in ('x.pth', 'https://example.com/x.pth', 'http://example.com/x.pth',
+                'open-mmlab://x', 'openmmlab://x', 'torchvision://resnet50',
+                'modelzoo://resnet50', 'mmcls://x', 's3://bucket/x.pth', 'pavi://x'):
         loader = CheckpointLoader._get_checkpoint_loader(url)
-        assert getattr(loader, '_mmparc_scoped', False), url
+        assert loader.__module__ == 'mmparc.checkpoint.schemes', (url, loader)
+    assert all(getattr(loader, '_mmparc_loader', False)
+               for loader in CheckpointLoader._schemes.values())
     assert load_from_local.__module__ == 'mmengine.runner.checkpoint'
 
 

@@ -2,9 +2,8 @@
 
 Each file is loaded in a fresh subprocess that has imported mmparc, through
 every public path (plain ``torch.load``; :func:`mmparc.checkpoint.load_checkpoint_file`;
-mmengine's ``_load_checkpoint``, which ``--resume``, ``load_from`` and
-``init_cfg=dict(type='Pretrained')`` use), and whatever loads is then used as
-user code would (field access, ``deepcopy``, HistoryBuffer statistics).  The
+mmengine's ``_load_checkpoint``), and whatever loads is then used as user
+code would (field access, ``deepcopy``, HistoryBuffer statistics).  The
 subprocess reports, and the test asserts: every path refused the file, with a
 one-line message from mmparc's loader; no signal killed the process; the
 marker file the payload would write does not exist; HistoryBuffer's
@@ -12,6 +11,16 @@ class-level ``_statistics_methods`` and torch's safe globals are unchanged;
 plain ``torch.load`` still refuses numpy content while mmparc still loads a
 genuine Runner-style checkpoint.  Files that could corrupt memory each get
 their own process; the others share one per group.
+
+The second half (``ENTRY``) runs files through the entry points users reach
+them by: Runner ``resume=True`` and ``load_from`` (training), ``init_cfg=
+dict(type='Pretrained')`` ``init_weights()``, an ``http://`` checkpoint (torch
+hub's download patched to serve the file), and an mmengine ``BaseInferencer``
+with ``model=None, weights=path``, under a memory limit (``RLIMIT_DATA``)
+and a timeout, timing each load: code payloads, config text that would run
+code, content whose ``repr`` is exponential, sizes beyond the budget,
+``_metadata`` flags, non-tensor weights, and meta/optimizer/scheduler state
+that does not fit the resuming run.
 """
 import copy
 import copyreg
@@ -21,6 +30,7 @@ import struct
 import subprocess
 import sys
 import zipfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -265,7 +275,9 @@ def use(obj, seen=None):
             value
 
 loaders = {
-    'torch.load': lambda p: torch.load(p, map_location='cpu'),
+    # weights_only=True as torch >= 2.6 defaults to (torch 2.1 defaults to False:
+    # plain torch.load there is plain pickle, which mmparc does not change)
+    'torch.load': lambda p: torch.load(p, map_location='cpu', weights_only=True),
     'mmparc': lambda p: load_checkpoint_file(p),
     'mmengine': lambda p: _load_checkpoint(p, map_location='cpu', logger='silent'),
 }
@@ -291,7 +303,7 @@ state = {
 }
 genuine = sys.argv[1]
 try:
-    torch.load(genuine)
+    torch.load(genuine, weights_only=True)
     state['plain_refuses_numpy'] = False
 except Exception:
     state['plain_refuses_numpy'] = True
@@ -474,7 +486,7 @@ def test_other_codes_safe_globals_neither_break_nor_widen_loading(tmp_path):
         assert getattr in torch.serialization.get_safe_globals()
         # plain torch.load is exactly torch's business: the user's own entries apply
         with pytest.raises(pickle.UnpicklingError):
-            torch.load(genuine)
+            torch.load(genuine, weights_only=True)
     finally:
         torch.serialization.clear_safe_globals()
         torch.serialization.add_safe_globals(before)
@@ -503,3 +515,515 @@ def test_loaded_history_buffer_is_genuine(tmp_path):
     resumed = MessageHub('crafted_test_resumed')
     resumed.load_state_dict(copy.deepcopy(loaded))
     assert resumed.get_scalar('train/loss').current() == 6.0
+
+
+# ----------------------------------------------- every entry point, bounded
+#: The toy run of ENTRY, also run here to write the genuine checkpoint.
+TOY_RUN = r'''
+import torch, torch.nn as nn
+from mmengine.model import BaseModel
+from mmengine.registry import MODELS
+from mmengine.runner import Runner
+
+
+@MODELS.register_module(name='CraftedToy', force=True)
+class CraftedToy(BaseModel):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, 1)
+
+    def forward(self, inputs, labels=None, mode='tensor'):
+        out = self.linear(inputs)
+        return {'loss': (out - labels).pow(2).mean()} if mode == 'loss' else out
+
+
+def toy_runner(work_dir, max_epochs=3, **extra):
+    gen = torch.Generator().manual_seed(0)
+    data = [dict(inputs=torch.randn(2, generator=gen), labels=torch.randn(1, generator=gen))
+            for _ in range(4)]
+    return Runner(model=CraftedToy(), work_dir=str(work_dir), experiment_name='toy',
+                  train_dataloader=dict(dataset=data, batch_size=2,
+                                        sampler=dict(type='DefaultSampler', shuffle=False),
+                                        collate_fn=dict(type='default_collate')),
+                  optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
+                  param_scheduler=dict(type='MultiStepLR', milestones=[2], by_epoch=True),
+                  train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
+                  default_hooks=dict(logger=None, checkpoint=dict(type='CheckpointHook',
+                                                                  interval=1)),
+                  randomness=dict(seed=0), log_level='ERROR', **extra)
+'''
+
+ENTRY = TOY_RUN + r'''
+import json, os, resource, shutil, sys, time
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+import mmparc
+from mmengine.infer import BaseInferencer
+from mmengine.model import BaseModule
+from mmengine.runner.checkpoint import _load_checkpoint
+from mmparc.checkpoint import load_checkpoint_file
+
+marker = sys.argv[2]
+torch.hub.set_dir(os.path.abspath('hub'))
+served = {}
+torch.hub.download_url_to_file = lambda url, dst, hash_prefix=None, progress=True: \
+    shutil.copyfile(served[url], dst)
+
+
+class Net(BaseModule):
+    def __init__(self, checkpoint):
+        super().__init__(init_cfg=dict(type='Pretrained', checkpoint=checkpoint))
+        self.linear = nn.Linear(2, 1)
+
+
+class Inferencer(BaseInferencer):
+    def _init_pipeline(self, cfg):
+        return lambda x: x
+
+    def visualize(self, *args, **kwargs):
+        return None
+
+    def postprocess(self, *args, **kwargs):
+        return None
+
+
+def resume(path, i):
+    runner = toy_runner(f'resume{i}', load_from=path, resume=True)
+    runner.train()
+    return f'epoch {runner.epoch}'
+
+
+def load_from(path, i):
+    runner = toy_runner(f'load{i}', load_from=path)
+    runner.load_or_resume()
+    loaded = runner.model.linear.weight.detach().clone()
+    runner.train()  # the loaded weights must be the ones the optimizer trains
+    return 'trained' if not torch.equal(loaded, runner.model.linear.weight) else 'frozen'
+
+
+def http(path, i):
+    url = f'http://example.invalid/ckpt/{i}_{os.path.basename(path)}'
+    served[url] = path
+    Net(url).init_weights()
+    return 'loaded'
+
+
+ENTRIES = {
+    'mmparc': lambda p, i: type(load_checkpoint_file(p)).__name__,
+    'mmengine': lambda p, i: type(_load_checkpoint(p, map_location='cpu')).__name__,
+    'resume': resume, 'load_from': load_from,
+    'pretrained': lambda p, i: Net(p).init_weights() or 'loaded',
+    'http': http,
+    'inferencer': lambda p, i: type(Inferencer(model=None, weights=p).model).__name__,
+}
+report = []
+for i, item in enumerate(json.loads(sys.argv[3])):
+    path, entries = item
+    for entry in entries:
+        start = time.time()
+        try:
+            outcome = ['ok', ENTRIES[entry](path, i)]
+        except Exception as err:
+            text = str(err) if type(err).__name__ == 'CheckpointError' else ''
+            outcome = ['refused', type(err).__name__, text]
+        report.append([path, entry, outcome, time.time() - start, os.path.exists(marker)])
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print('ENTRIES ' + json.dumps({'report': report, 'max_rss_kb': rss}))
+'''
+
+#: Address space the subprocess may take for data beyond what importing torch
+#: and mmengine takes (about 0.9 GB): what "a few hundred MB" leaves room for.
+DATA_LIMIT = 2 << 30
+SECONDS_PER_LOAD = 10
+
+
+@pytest.fixture(scope='module')
+def genuine_runner_checkpoint(tmp_path_factory) -> Path:
+    """Epoch 1 of 3 of the toy run: meta, message hub, SGD momentum, MultiStepLR."""
+    work = tmp_path_factory.mktemp('genuine')
+    namespace: Dict[str, Any] = {}
+    exec(TOY_RUN, namespace)  # noqa: S102  (our own source: the same run as ENTRY's)
+    runner = namespace['toy_runner'](work, max_epochs=1)
+    runner.train()
+    return work / 'epoch_1.pth'
+
+
+def _variant(genuine: Path, path: Path, change) -> Path:
+    from mmparc.checkpoint import load_checkpoint_file
+    checkpoint = load_checkpoint_file(genuine)
+    change(checkpoint)
+    torch.save(checkpoint, path)
+    return path
+
+
+def run_entries(cases: Dict[str, tuple], tmp_path: Path, marker: Path) -> Dict[str, Any]:
+    """Run each case's file through its entry points in one limited subprocess.
+
+    ``cases``: name -> (path, {entry: expected}) where expected is ``'ok'``,
+    ``'ok:<result>'``, or ``'refused'``/``'refused:<fragment>'`` (a
+    CheckpointError naming the file, one line, containing the fragment), or
+    ``'failed'`` (any exception; for the inferencer on a dropped config).
+    """
+    items = [[str(path), list(expected)] for path, expected in cases.values()]
+    proc = subprocess.run([sys.executable, '-c', ENTRY, str(DATA_LIMIT), str(marker),
+                           json.dumps(items)], capture_output=True, text=True, cwd=tmp_path,
+                          env=_env(), timeout=420)
+    assert proc.returncode >= 0, f'killed by signal {-proc.returncode}:\n{proc.stderr[-3000:]}'
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(l for l in proc.stdout.splitlines() if l.startswith('ENTRIES '))
+    result = json.loads(line[len('ENTRIES '):])
+    outcomes = {(path, entry): (outcome, seconds, marked)
+                for path, entry, outcome, seconds, marked in result['report']}
+    assert not marker.exists(), 'a payload ran'
+    problems = []
+    for name, (path, expected) in cases.items():
+        for entry, want in expected.items():
+            outcome, seconds, marked = outcomes[(str(path), entry)]
+            where = f'{name} through {entry}: {outcome}'
+            if marked:
+                problems.append(f'{where}: the marker was written')
+            if seconds > SECONDS_PER_LOAD:
+                problems.append(f'{where}: took {seconds:.1f}s')
+            kind, _, fragment = want.partition(':')
+            if kind == 'ok' and (outcome[0] != 'ok' or fragment not in outcome[1]):
+                problems.append(f'{where}: expected {want}')
+            elif kind == 'failed' and outcome[0] != 'refused':
+                problems.append(f'{where}: expected a failure')
+            elif kind == 'refused' and not (
+                    outcome[0] == 'refused' and outcome[1] == 'CheckpointError'
+                    and '\n' not in outcome[2] and fragment in outcome[2]
+                    # the file (for http://, its copy in the hub cache) comes first
+                    and outcome[2].split(': ')[0].endswith(path.name)):
+                problems.append(f'{where}: expected a one-line CheckpointError naming the '
+                                f'file and saying {fragment!r}')
+    assert not problems, '\n'.join(problems)
+    return result
+
+
+#: The ways users reach a checkpoint that mmparc's loader must guard.
+LOADING_PATHS = ('resume', 'load_from', 'pretrained', 'http')
+
+
+def test_code_payloads_through_every_entry_point(tmp_path):
+    """Issue-19 item 4: each payload through Runner resume/load_from, Pretrained and http."""
+    marker = tmp_path / 'marker'
+    cases = {}
+    for i, (name, (payload, fragment)) in enumerate(_marker_payloads(marker).items()):
+        path = tmp_path / f'payload{i}.pth'
+        torch.save({'state_dict': {}, 'x': payload}, path)
+        cases[name] = (path, {entry: f'refused:{fragment}' for entry in LOADING_PATHS})
+    for i, (name, (data, fragment)) in enumerate(_raw_payloads(marker).items()):
+        path = save_pickle_bytes(tmp_path / f'raw{i}.pth', data)
+        cases[name] = (path, {entry: f'refused:{fragment}' for entry in LOADING_PATHS})
+    run_entries(cases, tmp_path, marker)
+
+
+def _payload(marker: Path) -> str:
+    return f"__import__('os').system('touch {marker}')\n"
+
+
+def test_config_text_never_runs(genuine_runner_checkpoint, tmp_path):
+    """``meta['config']`` (Runner.resume) and the message hub's ``cfg`` / ``meta['cfg']``
+    (BaseInferencer with ``model=None``) keep only literal assignments."""
+    marker = tmp_path / 'marker'
+    base = tmp_path / 'base_config.py'
+    base.write_text(_payload(marker))
+    genuine = genuine_runner_checkpoint
+
+    def meta_config(c):
+        c['meta']['config'] = _payload(marker) + 'gpu_ids = []\n'
+
+    def hub_cfg(c):
+        c['message_hub']['runtime_info']['cfg'] = _payload(marker) + \
+            "model = dict(type='CraftedToy')\n"
+
+    def meta_cfg(c):
+        c['message_hub']['runtime_info'].pop('cfg', None)
+        c['meta']['cfg'] = "model = dict(type='CraftedToy')\n" + _payload(marker)
+
+    def base_file(c):
+        c['message_hub']['runtime_info']['cfg'] = \
+            f"_base_ = [{str(base)!r}]\nmodel = dict(type='CraftedToy')\n"
+
+    def type_call(c):
+        c['message_hub']['runtime_info']['cfg'] = \
+            f"model = dict(type='subprocess.run', args=['touch', {str(marker)!r}])\n"
+
+    def lambda_call(c):
+        c['meta']['config'] = f"gpu_ids = (lambda: __import__('os').system('touch {marker}'))()"
+
+    build = {'meta config': (meta_config, {'resume': 'ok:epoch 3', 'load_from': 'ok',
+                                           'mmengine': 'ok'}),
+             'hub cfg': (hub_cfg, {'inferencer': 'ok:CraftedToy', 'resume': 'ok:epoch 3'}),
+             'meta cfg': (meta_cfg, {'inferencer': 'ok:CraftedToy'}),
+             '_base_ file': (base_file, {'inferencer': 'ok:CraftedToy'}),
+             'type is a dotted path': (type_call, {'inferencer': 'failed'}),
+             'call in the value': (lambda_call, {'resume': 'ok:epoch 3'})}
+    cases = {name: (_variant(genuine, tmp_path / f'config{i}.pth', change), expected)
+             for i, (name, (change, expected)) in enumerate(build.items())}
+    run_entries(cases, tmp_path, marker)
+
+
+def _shared_tuple(levels: int = 40) -> tuple:
+    """A tuple whose repr doubles with each level (2**40 leaves), pickled in a few KB."""
+    value: Any = ()
+    for _ in range(levels):
+        value = (value, value)
+    return value
+
+
+def test_exponential_repr_is_never_built(genuine_runner_checkpoint, tmp_path):
+    """Content reaching a message (stand-ins, meta['seed']) is described, not repr'd."""
+    marker = tmp_path / 'marker'
+    bomb = _shared_tuple()
+    from numpy.core.multiarray import scalar
+    payloads = {
+        'dtype argument': (Reduce(np.dtype, (bomb, False, True)), 'numpy dtype'),
+        'array shape': (crafted_array(np.dtype('f8'), bomb, b''), 'numpy array shape'),
+        'scalar bytes': (Reduce(scalar, (np.dtype('f8'), bomb)), 'numpy scalar'),
+        'getattr name': (Reduce(getattr, (HistoryBuffer, bomb)), 'getattr'),
+        'HistoryBuffer state': (crafted_history_buffer(bomb), 'HistoryBuffer state'),
+    }
+    cases = {}
+    for i, (name, (payload, fragment)) in enumerate(payloads.items()):
+        path = tmp_path / f'bomb{i}.pth'
+        torch.save({'state_dict': {}, 'x': payload}, path)
+        cases[name] = (path, {'mmparc': f'refused:{fragment}', 'resume': 'refused'})
+
+    def seed(c):
+        c['meta']['seed'] = bomb
+
+    cases["meta['seed']"] = (_variant(genuine_runner_checkpoint, tmp_path / 'seed.pth', seed),
+                             {'resume': "refused:meta['seed']", 'mmparc': 'refused'})
+    for path, _ in cases.values():
+        assert path.stat().st_size < 64 << 10
+    run_entries(cases, tmp_path, marker)
+
+
+def _inflated_record(path: Path, declared: int) -> Path:
+    """A checkpoint whose tensor record claims ``declared`` bytes once decompressed."""
+    torch.save({'w': torch.zeros(4)}, path)
+    with zipfile.ZipFile(path) as archive:
+        entries = {n: archive.read(n) for n in archive.namelist()}
+    with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith('data/0'))
+    # each central directory entry's uncompressed size (offset 24 of its header)
+    position = data.find(b'PK\x01\x02')
+    while position >= 0:
+        length = struct.unpack('<H', data[position + 28:position + 30])[0]
+        name = bytes(data[position + 46:position + 46 + length]).decode()
+        if name == info.filename:
+            data[position + 24:position + 28] = struct.pack('<I', declared)
+        position = data.find(b'PK\x01\x02', position + 4)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _short_record(path: Path) -> Path:
+    """A storage of 16 bytes whose record holds 4."""
+    torch.save({'w': torch.ones(4)}, path)
+    with zipfile.ZipFile(path) as archive:
+        entries = {n: archive.read(n) for n in archive.namelist()}
+    with zipfile.ZipFile(path, 'w', zipfile.ZIP_STORED) as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content[:4] if name.endswith('data/0') else content)
+    return path
+
+
+def _many_records(path: Path, count: int) -> Path:
+    torch.save({'w': torch.ones(1)}, path)
+    with zipfile.ZipFile(path, 'a', zipfile.ZIP_STORED) as archive:
+        prefix = archive.namelist()[0].split('/')[0]
+        for i in range(count):
+            archive.writestr(f'{prefix}/extra/{i}', b'')
+    return path
+
+
+def test_sizes_beyond_the_budget_are_refused_before_they_are_built(tmp_path):
+    from mmparc.checkpoint import MAX_RECORDS
+    marker = tmp_path / 'marker'
+    files = {
+        'record inflating to 2 GB': (_inflated_record(tmp_path / 'inflate.pth', 2 << 30),
+                                     'memory budget'),
+        'bytearray(1.6e9)': (save_pickle_bytes(
+            tmp_path / 'bytearray.pth', b'\x80\x02c__builtin__\nbytearray\nJ\x00\x00\x00\x60'
+            b'\x85R.'), 'bytearray'),
+        f'{MAX_RECORDS + 1} records': (_many_records(tmp_path / 'records.pth', MAX_RECORDS),
+                                       'archive records'),
+        'storage larger than its record': (_short_record(tmp_path / 'short.pth'),
+                                           'larger than its record'),
+        'Tensor.__new__(Tensor, 2**30)': (save_pickle_bytes(
+            tmp_path / 'newobj.pth', b'\x80\x02ctorch\nTensor\nJ\x00\x00\x00\x40\x85\x81.'),
+            'created with'),
+        'UntypedStorage(2**40)': (tmp_path / 'storage.pth', 'may not make'),
+    }
+    torch.save({'x': Reduce(torch.UntypedStorage, (1 << 40,))}, tmp_path / 'storage.pth')
+    cases = {name: (path, {'mmparc': f'refused:{fragment}', 'load_from': 'refused'})
+             for name, (path, fragment) in files.items()}
+    run_entries(cases, tmp_path, marker)
+
+
+def test_content_that_would_change_training(genuine_runner_checkpoint, tmp_path):
+    """``_metadata`` flags never reach ``load_state_dict``; non-tensor weights are refused."""
+    marker = tmp_path / 'marker'
+    genuine = genuine_runner_checkpoint
+
+    def assign(c):
+        c['state_dict']._metadata = OrderedDict(
+            [('', {'version': 1, 'assign_to_params_buffers': True}),
+             ('linear', {'version': 1, 'assign_to_params_buffers': True})])
+
+    def none_weight(c):
+        c['state_dict']['linear.weight'] = None
+
+    def numpy_weight(c):
+        c['state_dict']['linear.weight'] = np.ones((1, 2), np.float32)
+
+    build = {'assign_to_params_buffers': (assign, {'load_from': 'ok:trained',
+                                                   'resume': 'ok:epoch 3'}),
+             'None weight': (none_weight, {e: "refused:state_dict['linear.weight']"
+                                           for e in ('load_from', 'pretrained', 'resume')}),
+             'numpy weight': (numpy_weight, {e: "refused:state_dict['linear.weight']"
+                                             for e in ('load_from', 'pretrained')})}
+    cases = {name: (_variant(genuine, tmp_path / f'train{i}.pth', change), expected)
+             for i, (name, (change, expected)) in enumerate(build.items())}
+    run_entries(cases, tmp_path, marker)
+
+
+def test_resume_checks_the_file_against_the_run(genuine_runner_checkpoint, tmp_path):
+    marker = tmp_path / 'marker'
+
+    def meta(field, value):
+        return lambda c: c['meta'].__setitem__(field, value)
+
+    def momentum(value):
+        def change(c):
+            state = next(iter(c['optimizer']['state'].values()))
+            state['momentum_buffer'] = value
+        return change
+
+    build = {
+        'iter 10**18': (meta('iter', 10 ** 18), "meta['iter']"),
+        'epoch as a string': (meta('epoch', '1'), "meta['epoch']"),
+        'epoch past max_epochs': (meta('epoch', 10), 'max_epochs'),
+        'meta as a list': (lambda c: c.__setitem__('meta', [1, 2]), 'meta is'),
+        'shortened param_schedulers': (lambda c: c.__setitem__('param_schedulers', []),
+                                       'param_schedulers holds 0'),
+        'scheduler of another kind': (lambda c: c['param_schedulers'][0].__setitem__(
+            'by_epoch', False), 'by_epoch'),
+        'momentum of another shape': (momentum(torch.zeros(3)), 'has shape (3,)'),
+        'NaN momentum': (momentum(torch.full((1, 2), float('nan'))), 'not finite'),
+        'lr 1e30': (lambda c: c['optimizer']['param_groups'][0].__setitem__('lr', 1e30), 'lr'),
+        'two param groups': (lambda c: c['optimizer']['param_groups'].append(
+            dict(c['optimizer']['param_groups'][0])), '2 param groups'),
+    }
+    cases = {name: (_variant(genuine_runner_checkpoint, tmp_path / f'resume{i}.pth', change),
+                    {'resume': f'refused:{fragment}'})
+             for i, (name, (change, fragment)) in enumerate(build.items())}
+    cases['genuine'] = (genuine_runner_checkpoint, {'resume': 'ok:epoch 3'})
+    run_entries(cases, tmp_path, marker)
+
+
+# ------------------------------------------------- the scope is this thread's
+def test_a_load_leaves_other_threads_and_registrations_alone(tmp_path, monkeypatch):
+    """While one thread is inside mmparc's loader, another thread's plain
+    ``torch.load`` of a Runner checkpoint is refused as without mmparc, its
+    ``add_safe_globals`` entries stay visible, and its own mmparc load of
+    another file (even an http:// one whose download hangs) is not blocked."""
+    import threading
+
+    from mmparc.checkpoint import load_checkpoint_file, standins
+    genuine = tmp_path / 'genuine.pth'
+    torch.save(RUNNER_LIKE, genuine)
+    inside, release = threading.Event(), threading.Event()
+    real_build = standins._HistoryBuffer._build
+
+    def slow_build(self, state):
+        inside.set()
+        assert release.wait(30)
+        return real_build(self, state)
+
+    hub = tmp_path / 'hub.pth'
+    torch.save({'message_hub': {'log_scalars': {'loss': crafted_history_buffer(hb_state())}}},
+               hub)
+    monkeypatch.setattr(standins._HistoryBuffer, '_build', slow_build)
+    errors: List[BaseException] = []
+
+    def load_in_thread():
+        try:
+            load_checkpoint_file(hub)
+        except BaseException as err:  # noqa: BLE001  (reported below)
+            errors.append(err)
+
+    class Mine:
+        pass
+
+    before = torch.serialization.get_safe_globals()
+    worker = threading.Thread(target=load_in_thread)
+    worker.start()
+    try:
+        assert inside.wait(30)
+        torch.serialization.add_safe_globals([Mine])
+        assert Mine in torch.serialization.get_safe_globals()
+        with pytest.raises(Exception):
+            torch.load(genuine, weights_only=True)
+        monkeypatch.setattr(standins._HistoryBuffer, '_build', real_build)
+        assert load_checkpoint_file(genuine)['meta']['seed'] == 3  # not blocked
+    finally:
+        release.set()
+        worker.join(30)
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(before)
+    assert not errors, errors
+
+
+def test_http_download_holds_no_lock(tmp_path, monkeypatch):
+    import threading
+
+    from mmengine.runner.checkpoint import _load_checkpoint
+
+    from mmparc.checkpoint import load_checkpoint_file
+    genuine = tmp_path / 'genuine.pth'
+    torch.save(RUNNER_LIKE, genuine)
+    downloading, release = threading.Event(), threading.Event()
+
+    def download(url, dst, hash_prefix=None, progress=True):
+        downloading.set()
+        assert release.wait(30)
+        import shutil
+        shutil.copyfile(genuine, dst)
+
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', download)
+    monkeypatch.setattr(torch.hub, '_hub_dir', str(tmp_path / 'hub'))
+    results: List[Any] = []
+    worker = threading.Thread(target=lambda: results.append(
+        _load_checkpoint('http://example.invalid/x/slow.pth', map_location='cpu')))
+    worker.start()
+    try:
+        assert downloading.wait(30)
+        assert load_checkpoint_file(genuine)['meta']['epoch'] == 1
+    finally:
+        release.set()
+        worker.join(30)
+    assert results and results[0]['meta']['iter'] == 2
+
+
+def test_other_codes_torch_registrations_are_not_honoured(tmp_path):
+    """``add_safe_globals`` of a torch class lets plain ``torch.load`` read it; mmparc's
+    loader still allows only its own list."""
+    from mmparc.checkpoint import CheckpointError, load_checkpoint_file
+    path = tmp_path / 'module.pth'
+    torch.save({'m': torch.nn.Linear(2, 1)}, path)
+    before = torch.serialization.get_safe_globals()
+    torch.serialization.add_safe_globals([torch.nn.Linear])
+    try:
+        assert isinstance(torch.load(path, weights_only=True)['m'], torch.nn.Linear)
+        with pytest.raises(CheckpointError, match='torch.nn.modules.linear.Linear'):
+            load_checkpoint_file(path)
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(before)

@@ -10,7 +10,7 @@ its own); the det/seg models are those of the Mask R-CNN and UperNet configs
 at the same arch.  Without the checkpoint, the configs say how to get one.
 """
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Tuple
 
 import pytest
 import torch
@@ -26,8 +26,9 @@ ARCH = dict(depths=[1, 1, 1, 1], dims=DIMS)
 
 
 @pytest.fixture(scope='module')
-def classifier_checkpoint(tmp_path_factory) -> Path:
-    """One iteration of the ImageNet config's classifier, saved by the Runner."""
+def classifier_run(tmp_path_factory) -> Tuple[Path, Dict[str, torch.Tensor]]:
+    """One iteration of the ImageNet config's classifier, saved by the Runner; and its
+    weights as the Runner held them in memory."""
     from mmengine.runner import Runner
     from mmpretrain.structures import DataSample
     work = tmp_path_factory.mktemp('pretrain')
@@ -52,7 +53,13 @@ def classifier_checkpoint(tmp_path_factory) -> Path:
     runner.train()
     path = work / 'iter_1.pth'
     assert path.is_file()
-    return path
+    weights = {k: v.detach().clone() for k, v in runner.model.state_dict().items()}
+    return path, weights
+
+
+@pytest.fixture(scope='module')
+def classifier_checkpoint(classifier_run) -> Path:
+    return classifier_run[0]
 
 
 def _body(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -72,8 +79,8 @@ def test_classifier_checkpoint_is_a_runner_checkpoint(classifier_checkpoint):
 
 @pytest.mark.parametrize('config, scope', [('mask_rcnn_parcnetv2_t.py', 'mmdet'),
                                            ('upernet_parcnetv2_t.py', 'mmseg')])
-def test_runner_classifier_checkpoint_initialises_dense_backbone(classifier_checkpoint,
-                                                                  config, scope):
+def test_runner_classifier_checkpoint_initialises_dense_backbone(classifier_run, config, scope):
+    classifier_checkpoint, trained = classifier_run
     cfg = Config.fromfile(str(CONFIGS / config))
     backbone = cfg.model.backbone
     backbone.arch = ARCH
@@ -91,7 +98,7 @@ def test_runner_classifier_checkpoint_initialises_dense_backbone(classifier_chec
     from mmengine.registry import MODELS
     model = MODELS.build(cfg.model)
     model.init_weights()
-    expected = _body(load_checkpoint_file(classifier_checkpoint)['state_dict'])
+    expected = _body(trained)  # the trained classifier's weights, not the loader's output
     params = dict(model.backbone.named_parameters())
     assert set(expected) <= set(params) | {k for k, _ in model.backbone.named_buffers()}
     different = [k for k, v in expected.items() if k in params

@@ -6,6 +6,7 @@ tool runs the script itself, as a user does.
 """
 import importlib.util
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 import torch
 
 from mmparc.testing import official as ref
-from mmparc.fileio import atomic_output_file, run_tool, staged_output_dir
+from mmparc.fileio import ToolError, atomic_output_file, run_tool, staged_output_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 CLS_XT = str(ROOT / 'configs' / 'imagenet_parcnetv2_xt.py')
@@ -294,3 +295,138 @@ def test_infer_accepts_a_checkpoint_of_its_model(infer_tool, tmp_path, capsys):
     assert code == 0, err
     assert (out / 'vis' / 'a.jpg').is_file() and (out / 'preds' / 'a.json').is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ['images', 'model.pth', 'out']
+
+
+# ------------------------------------------------- outputs: regular files only
+def _special_files(tmp_path: Path) -> dict:
+    """A FIFO, a socket, a folder and a character device (``/dev/null``) as outputs."""
+    import socket
+    fifo = tmp_path / 'fifo.pth'
+    os.mkfifo(fifo)
+    sock = tmp_path / 'sock.pth'
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(sock))
+    server.close()
+    folder = tmp_path / 'folder.pth'
+    folder.mkdir()
+    link = tmp_path / 'link_to_null.pth'
+    link.symlink_to('/dev/null')
+    return {'FIFO': fifo, 'socket': sock, 'folder': folder, 'device': Path('/dev/null'),
+            'link to a device': link}
+
+
+def test_outputs_never_replace_special_files(convert_tool, tmp_path, capsys):
+    import stat
+    src = str(save_official(tmp_path / 'good.pth', ref.random_official_state_dict('xt')))
+    specials = _special_files(tmp_path)
+    kinds = {path: os.lstat(path).st_mode for path in specials.values()}
+    for name, path in specials.items():
+        code, err = run(lambda: convert_tool.main([src, str(path)]), capsys)
+        line = assert_one_line_error(code, err, str(path))
+        assert 'folder' in line if name == 'folder' else 'not a regular file' in line, line
+        with pytest.raises(ToolError):
+            with atomic_output_file(path) as tmp:
+                tmp.write_text('x')
+    assert {path: os.lstat(path).st_mode for path in specials.values()} == kinds
+    assert stat.S_ISCHR(os.stat('/dev/null').st_mode)
+    assert not [p for p in tmp_path.iterdir() if '.part' in p.name]
+
+
+def test_outputs_write_through_symlinks(convert_tool, tmp_path, capsys):
+    """A symlinked output is resolved: the file it points to is replaced, the link stays."""
+    src = str(save_official(tmp_path / 'good.pth', ref.random_official_state_dict('xt')))
+    target = tmp_path / 'store' / 'real.pth'
+    target.parent.mkdir()
+    target.write_text('old')
+    link = tmp_path / 'link.pth'
+    link.symlink_to(target)
+    code, err = run(lambda: convert_tool.main([src, str(link), '--target', 'backbone']), capsys)
+    assert code == 0, err
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.stat().st_size > 1000 and files_in(target.parent) == ['real.pth']
+    # a staged folder's files obey the same rule
+    out = tmp_path / 'out'
+    out.mkdir()
+    os.mkfifo(out / 'taken.txt')
+    with pytest.raises(ToolError, match='not a regular file'):
+        with staged_output_dir(out) as stage:
+            (stage / 'taken.txt').write_text('x')
+            (stage / 'other.txt').write_text('x')
+    assert files_in(out) == ['taken.txt']
+
+
+def test_convert_refuses_implausible_indices_within_bounded_memory(tmp_path):
+    """``stages.3000000000.0.w`` once made the converter build a 3e9-long list."""
+    import resource
+    official = ref.random_official_state_dict('xt')
+    official['stages.3000000000.0.w'] = torch.zeros(1)
+    src = save_official(tmp_path / 'huge_index.pth', official)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_DATA, (2 << 30, 2 << 30))
+
+    tool = ROOT / 'tools' / 'model_converters' / 'convert_official.py'
+    proc = subprocess.run([sys.executable, str(tool), str(src), str(tmp_path / 'x.pth')],
+                          capture_output=True, text=True, env=env, timeout=120,
+                          preexec_fn=limit)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and 'stage index 3000000000 is not plausible' in lines[0], lines
+    assert not (tmp_path / 'x.pth').exists()
+
+
+# ------------------------------------------------------- infer: untrusted input
+def _png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header declares ``width`` x ``height`` (its data is a few bytes)."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack('>I', len(data)) + kind + data
+                + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
+
+    header = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header)
+                     + chunk(b'IDAT', zlib.compress(b'\x00' * 16)) + chunk(b'IEND', b''))
+    return path
+
+
+def test_infer_reads_only_bounded_regular_files(infer_tool, bad_files, tmp_path, capsys):
+    """A FIFO named a.jpg (which once hung the tool), a link to /dev/zero (read until
+    MemoryError) and a 20000x20000 PNG header (decoded by OpenCV) are refused first."""
+    fifo_dir = tmp_path / 'fifo'
+    fifo_dir.mkdir()
+    _image(fifo_dir / 'a.jpg')
+    os.mkfifo(fifo_dir / 'b.jpg')
+    zero = tmp_path / 'zero.jpg'
+    zero.symlink_to('/dev/zero')
+    huge = _png_header(tmp_path / 'huge.png', 20000, 20000)
+    out = tmp_path / 'out'
+    cases = [([str(fifo_dir)], (str(fifo_dir / 'b.jpg'), 'not a regular file')),
+             ([str(zero)], (str(zero), 'not a regular file')),
+             ([str(huge)], (str(huge), 'pixels'))]
+    for inputs, fragments in cases:
+        argv = inputs + ['--config', DET_TOY, '--checkpoint', str(bad_files['text']),
+                         '--out', str(out)]
+        code, err = run(lambda: infer_tool.main(argv), capsys)
+        assert_one_line_error(code, err, *fragments)
+    assert not out.exists()
+
+
+def test_infer_refuses_class_names_that_do_not_fit_the_head(infer_tool, tmp_path, capsys):
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+    cfg = Config.fromfile(DET_TOY)
+    init_default_scope('mmdet')
+    model = MODELS.build(cfg.model)
+    classes = list(cfg.metainfo['classes'])
+    path = tmp_path / 'model.pth'
+    torch.save({'state_dict': model.state_dict(),
+                'meta': {'dataset_meta': {'classes': classes[:-1]}}}, path)
+    image = _image(tmp_path / 'a.jpg')
+    out = tmp_path / 'out'
+    argv = [str(image), '--config', DET_TOY, '--checkpoint', str(path), '--out', str(out)]
+    code, err = run(lambda: infer_tool.main(argv), capsys)
+    assert_one_line_error(code, err, str(path), f'names {len(classes) - 1} classes',
+                          f'predicts {len(classes)}')
+    assert not out.exists()

@@ -263,6 +263,10 @@ def _encode(*args: Any) -> bytes:
     return data
 
 
+def _bytes(*args: Any) -> bytes:
+    return _encode(*args)  # protocol 2 pickles b'' as bytes(); others as _codecs.encode
+
+
 def _bytearray(*args: Any) -> bytearray:
     data = args[0] if len(args) == 1 and type(args[0]) is bytes else _latin1(args, 'bytearray')
     _charge(len(data) + OBJECT_COST, 'a bytearray')
@@ -333,7 +337,8 @@ def _allowed_names() -> Dict[str, Any]:
         'torch.UntypedStorage': torch.UntypedStorage,
         'torch.storage.UntypedStorage': torch.UntypedStorage,
         'collections.OrderedDict': _ordered_dict, 'collections.Counter': _counter,
-        'builtins.set': _set, 'builtins.bytearray': _bytearray, 'builtins.complex': _complex,
+        'builtins.set': _set, 'builtins.bytes': _bytes, 'builtins.bytearray': _bytearray,
+        'builtins.complex': _complex,
         '_codecs.encode': _encode,
     })
     for standin, name in stand_ins():
