@@ -245,7 +245,19 @@ def test_size_free_deploy_cannot_fuse(fuse):
     assert model.deployed
 
 
-def test_size_free_deploy_twice_raises():
-    model = ParCNetV2('xt').switch_to_deploy()
+@pytest.mark.parametrize('kernel_mode', ['fixed', 'global'])
+def test_size_free_then_sized_deploy(kernel_mode):
+    # A static mmdeploy export resolves the kernels of a backbone that
+    # mmdeploy deployed without a size: only the size-dependent part is left.
+    model = random_backbone('xt', kernel_mode, dense=True, seed=6)
+    once = copy.deepcopy(model).switch_to_deploy()
+    twice = copy.deepcopy(once).switch_to_deploy((64, 96), fuse='always')
+    assert twice.deploy_input_size == (64, 96) and fused_flags(twice) == [True] * 4
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        for got, expected in zip(twice(x), model(x)):
+            assert (got - expected).abs().max().item() <= ATOL
+    with pytest.raises(RuntimeError, match=r'already deployed \(for 64x96 inputs\)'):
+        twice.switch_to_deploy((64, 96))
     with pytest.raises(RuntimeError, match=r'already deployed \(for any input size\)'):
-        model.switch_to_deploy((64, 64))
+        once.switch_to_deploy()

@@ -1,26 +1,35 @@
-"""What mmdeploy 1.3.1 needs from a newer torch, applied only while mmdeploy exports.
+"""What an mmdeploy 1.3.1 export of a ParCNetV2 model needs, applied only during it.
 
-mmdeploy 1.3.1 drives torch's TorchScript-based ONNX exporter as torch 2.1
-shipped it.  Two later changes in torch stop its export of a ParCNetV2
-detector (the classifier and segmentor meet only the first):
-
-* ``torch.onnx.export`` defaults to ``dynamo=True`` (torch >= 2.9), another
-  exporter, which needs the ``onnxscript`` package and does not run
-  mmdeploy's rewriters and symbolic functions.  mmdeploy does not pass
-  ``dynamo``; during its export the call gets ``dynamo=False``.
-* mmdeploy's RoIAlign symbolic (``mmdeploy/mmcv/ops/roi_align.py``) imports
-  ``_cast_Long`` from ``torch.onnx.symbolic_opset9``, which torch no longer
-  has.  During the export it is there again: a ``Cast`` to int64, what
-  torch 2.1 defined.
-
-:func:`export_shims` makes both changes and undoes them on exit, each only
-where the running torch needs it (on torch 2.1 it changes nothing).
 Importing this module registers :func:`torchscript_onnx_export` with
-mmdeploy as a rewrite of ``torch.onnx.export``: mmdeploy applies it inside
+mmdeploy as a rewrite of ``torch.onnx.export``.  mmdeploy applies it inside
 its own export (its ``RewriterContext``) and nowhere else, so training and
-inference in the same process see torch unchanged.  The deploy configs in
-``configs/mmdeploy/`` import this module (``custom_imports``), so
-``mmdeploy.apis.torch2onnx`` and mmdeploy's own tools get it with them.
+inference in the same process see torch and the model unchanged.  The
+deploy configs in ``configs/mmdeploy/`` import this module
+(``custom_imports``), so ``mmdeploy.apis.torch2onnx`` and mmdeploy's own
+tools get it with them.  It does three things:
+
+* **The exporter** (torch >= 2.9): ``torch.onnx.export`` defaults to
+  ``dynamo=True``, another exporter, which needs the ``onnxscript`` package
+  and does not run mmdeploy's rewriters and symbolic functions.  mmdeploy
+  does not pass ``dynamo``; its call gets ``dynamo=False``.
+* **A removed symbolic helper**: mmdeploy's RoIAlign symbolic
+  (``mmdeploy/mmcv/ops/roi_align.py``, detectors only) imports ``_cast_Long``
+  from ``torch.onnx.symbolic_opset9``, which torch no longer has.  During the
+  export it is there again: a ``Cast`` to int64, what torch 2.1 defined.
+* **Kernels for the graph's size**: mmdeploy calls
+  ``model.backbone.switch_to_deploy()`` before it knows the export shape,
+  which re-parameterises what holds at every size.  Where the deploy config
+  fixes the input's height and width, the backbone is deployed once more for
+  the export input's size before tracing, so the graph holds the oversized
+  kernels resampled (``kernel_mode='global'``), cropped to each stage's map
+  and fused with the local kernel where that is cheaper, as
+  ``switch_to_deploy(input_size)`` does.  A dynamic export keeps the kernels
+  as stored: right at any size in ``'fixed'`` mode; ``'global'`` mode would
+  need a convolution whose kernel shape follows the input, which the
+  exporter cannot express, and stops here with an error saying so.
+
+:func:`export_shims` holds the first two as a context manager, each applied
+only where the running torch needs it (on torch 2.1 it changes nothing).
 """
 import contextlib
 import functools
@@ -28,9 +37,13 @@ import inspect
 from typing import Any, Callable, Iterator
 
 import torch
+import torch.nn as nn
 import torch.onnx
 import torch.onnx.symbolic_opset9 as opset9
 from mmdeploy.core import FUNCTION_REWRITER
+from mmdeploy.utils import is_dynamic_shape
+
+from mmparc.models import ParCNetV2
 
 
 def _cast_long(g: Any, value: Any, non_blocking: Any) -> Any:
@@ -72,9 +85,30 @@ def export_shims() -> Iterator[None]:
             del opset9._cast_Long
 
 
+def resolve_kernels(model: nn.Module, inputs: torch.Tensor, dynamic: bool) -> None:
+    """Deploy ``model.backbone`` (a ParCNetV2) for ``inputs``' size unless ``dynamic``.
+
+    The backbone of an mmpretrain/mmdet/mmseg model takes the graph's input
+    tensor, so its size is the backbone's input size.
+    """
+    backbone = getattr(model, 'backbone', None)
+    if not isinstance(backbone, ParCNetV2):
+        return
+    if dynamic:
+        if backbone.kernel_mode == 'global':
+            raise ValueError("a ParCNetV2 with kernel_mode='global' resamples its kernels for "
+                             'each input size, which an ONNX graph with dynamic height and '
+                             'width cannot hold; export it with a static deploy config '
+                             "(e.g. *_static-800x1216.py) or with kernel_mode='fixed'")
+    elif backbone.deploy_input_size is None:
+        backbone.switch_to_deploy(tuple(int(s) for s in inputs.shape[2:]))
+
+
 @FUNCTION_REWRITER.register_rewriter('torch.onnx.export')
-def torchscript_onnx_export(*args: Any, **kwargs: Any) -> Any:
-    """mmdeploy's call of ``torch.onnx.export``, inside :func:`export_shims`."""
-    original_export = FUNCTION_REWRITER.get_context().origin_func
+def torchscript_onnx_export(model: nn.Module, args: Any, *rest: Any, **kwargs: Any) -> Any:
+    """mmdeploy's call of ``torch.onnx.export``: kernels resolved, inside :func:`export_shims`."""
+    ctx = FUNCTION_REWRITER.get_context()
+    inputs = args if isinstance(args, torch.Tensor) else args[0]
+    resolve_kernels(model, inputs, is_dynamic_shape(ctx.cfg))
     with export_shims():
-        return with_torchscript_exporter(original_export)(*args, **kwargs)
+        return with_torchscript_exporter(ctx.origin_func)(model, args, *rest, **kwargs)

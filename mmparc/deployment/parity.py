@@ -42,12 +42,12 @@ TOLERANCES = {
 def load_configs(deploy_cfg: str, model_cfg: str) -> Any:
     """``(deploy_cfg, model_cfg)`` as mmdeploy reads them, with the export rules installed.
 
-    Importing :mod:`.mmdeploy_compat` registers mmdeploy's rewrite of
-    ``torch.onnx.export`` even for deploy configs that do not import it.
+    Importing :mod:`.mmdeploy_compat` registers its rewrite with mmdeploy
+    even for deploy configs that do not import it.
     """
     from mmdeploy.utils import load_config
 
-    from . import mmdeploy_compat  # noqa: F401  (registers the export rules)
+    from . import mmdeploy_compat  # noqa: F401  (registers its rewrite)
     return load_config(deploy_cfg, model_cfg)
 
 

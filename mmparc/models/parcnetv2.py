@@ -132,17 +132,19 @@ class SpatialBGU(nn.Module):
 
     @torch.no_grad()
     def switch_to_deploy(self, map_size: Optional[Tuple[int, int]], fuse: Optional[bool],
-                         input_scale: torch.Tensor) -> None:
+                         input_scale: Optional[torch.Tensor]) -> None:
         """Fold ``input_scale`` (the block norm's) into ``pwconv1``; resolve the kernels.
 
-        Without ``map_size`` only the fold is done: the kernels stay as
-        stored, valid at any map size, and ``fuse`` must not be true.
+        ``input_scale=None``: already folded (by an earlier call without a
+        size).  Without ``map_size`` only the fold is done: the kernels stay
+        as stored, valid at any map size, and ``fuse`` must not be true.
         ``fuse`` (``None``: decided by :func:`fuse_pays`) replaces the
         oversized and local convolutions by one dense depthwise kernel: the
         1-D kernels compose to their outer product (zero padding makes the
         composition exact), and the 7x7 kernel adds at its centre.
         """
-        self.pwconv1.fold_input_scale(input_scale)
+        if input_scale is not None:
+            self.pwconv1.fold_input_scale(input_scale)
         if map_size is None:
             if fuse:
                 raise ValueError('fuse: fusing the kernels needs the map size')
@@ -231,9 +233,16 @@ class ParCNetV2Block(nn.Module):
     def switch_to_deploy(self, map_size: Optional[Tuple[int, int]],
                          fuse: Optional[bool]) -> None:
         """Fold the norms' scales into the layers after them; resolve the mixer's
-        kernels for ``map_size`` maps (``None``: they stay valid at any size)."""
-        self.token_mixer.switch_to_deploy(map_size, fuse, self.norm1.take_scale())
-        self.mlp.switch_to_deploy(self.norm2.take_scale())
+        kernels for ``map_size`` maps (``None``: they stay valid at any size).
+
+        A second call, with a map size after one without, only resolves the
+        kernels: the norms' scales were taken by the first.
+        """
+        folded = self.norm1.weight is None
+        self.token_mixer.switch_to_deploy(map_size, fuse,
+                                          None if folded else self.norm1.take_scale())
+        if not folded:
+            self.mlp.switch_to_deploy(self.norm2.take_scale())
         self.drop_path = nn.Identity()
 
 
@@ -522,9 +531,12 @@ class ParCNetV2(BaseModule):
         (``fuse``: ``'auto'``, ``'always'``, ``'never'`` or one bool per
         stage; see :func:`fuse_pays`; without a size only ``'auto'`` and
         ``'never'``, which then fuse nothing).  The result is
-        inference-only: ``train()`` raises.
+        inference-only: ``train()`` raises.  A model deployed without a size
+        can be deployed once more with one (mmdeploy's static exports do,
+        through :mod:`mmparc.deployment.mmdeploy_compat`); that call only
+        resolves the kernels.
         """
-        if self.deployed:
+        if self.deployed and (input_size is None or self.deploy_input_size is not None):
             size = ('any input size' if self.deploy_input_size is None else
                     '{}x{} inputs'.format(*self.deploy_input_size))
             raise RuntimeError(f'this backbone is already deployed (for {size}); build it '
@@ -543,7 +555,8 @@ class ParCNetV2(BaseModule):
         self.eval()
         for layer, stage, map_size, flag in zip(self.downsample_layers, self.stages, map_sizes,
                                                 flags):
-            layer.switch_to_deploy()
+            if not self.deployed:
+                layer.switch_to_deploy()
             for block in stage:
                 block.switch_to_deploy(map_size, flag)
         self.requires_grad_(False)

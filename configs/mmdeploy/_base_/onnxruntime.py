@@ -2,8 +2,9 @@
 # through torch's TorchScript exporter, run by ONNX Runtime.  Self-contained:
 # mmdeploy's own configs/ are not part of its wheel.  See docs/deployment.md.
 #
-# What mmdeploy 1.3.1 needs from a torch newer than 2.1 is applied during its
-# export only, by this module (see its docstring); mmengine imports it with the config.
+# mmengine imports this module with the config; it acts only inside mmdeploy's
+# export (see its docstring): what mmdeploy 1.3.1 needs from a torch newer
+# than 2.1, and ParCNetV2's kernels resolved for the size of a static graph.
 custom_imports = dict(imports=['mmparc.deployment.mmdeploy_compat'], allow_failed_imports=False)
 
 onnx_config = dict(
