@@ -1,9 +1,10 @@
 """ParCNetV2 for the OpenMMLab stack.
 
 Importing ``mmparc`` registers its models and engine parts into mmengine's
-registries (found from mmdet, mmseg and mmpretrain) and makes Runner
-checkpoints load through it with torch's default ``weights_only=True``
-(:mod:`mmparc.checkpoint`; nothing is added to torch's process-wide allow-list).
+registries (found from mmdet, mmseg and mmpretrain) and makes every checkpoint
+mmengine loads (resume, ``load_from``, ``Pretrained``, inferencers) read as
+data by mmparc's own restricted unpickler (:mod:`mmparc.checkpoint`; torch's
+process-wide allow-list is neither read nor changed).
 """
 from .version import __version__
 

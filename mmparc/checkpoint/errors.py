@@ -7,7 +7,6 @@ small numbers: :func:`describe` builds its text piece by piece and stops at
 its limit.
 """
 import pickle
-import threading
 from typing import Any, List
 
 __all__ = ['CheckpointError', 'Refused', 'refuse', 'describe', 'error_text']
@@ -19,9 +18,6 @@ class CheckpointError(pickle.UnpicklingError):
 
 class Refused(pickle.UnpicklingError):
     """Raised while a file is read; the loader turns it into a CheckpointError."""
-
-
-_local = threading.local()
 
 
 def refuse(message: str) -> None:

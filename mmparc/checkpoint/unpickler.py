@@ -452,7 +452,7 @@ class RestrictedUnpickler:
             else:
                 self._charge(nbytes, f'storage {key} ({nbytes} bytes)')
             self.context.storages[key] = nbytes
-        elif self.context.storages[key] != nbytes and records_is_zip(self.context):
+        elif self.context.storages[key] != nbytes and self.context.records is not None:
             refuse(f'storage {key} referenced with two sizes')
         return self.persistent_load(pid)
 
@@ -609,10 +609,6 @@ class RestrictedUnpickler:
                 name = _OPCODE_NAMES.get(key.decode('latin1'), '?')
                 refuse(f'it uses the pickle opcode {name} ({key!r}), which checkpoints never '
                        'need')
-
-
-def records_is_zip(context: LoadContext) -> bool:
-    return context.records is not None
 
 
 def pickle_module_for(context: LoadContext) -> types.ModuleType:
