@@ -29,6 +29,15 @@ from mmparc.ops.oversized_conv import TOEPLITZ_MIN_SIZE, crop_kernel, toeplitz, 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 
 
+@pytest.fixture(autouse=True)
+def _linear_on_onednn():
+    """Hold ``linear`` to oneDNN here: these tests check that path (it is eligible or not
+    by the same rules); the measured choice is tested in ``test_fast_path_choice.py``."""
+    matmul_module.set_linear_backend('onednn')
+    yield
+    matmul_module.set_linear_backend(None)
+
+
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.float() - b.float()).abs().max().item()
 

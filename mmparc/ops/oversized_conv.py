@@ -25,11 +25,13 @@ Reference: :func:`oversized_conv1d_reference` (``F.conv2d``).  It is what
 tracing records, so FLOP counters count the convolution (``K`` taps), as the
 paper does, not the GEMM form.
 """
+from typing import Callable, Dict, Hashable, Optional
+
 import torch
 import torch.nn.functional as F
 
 from .depthwise_conv import depthwise_conv2d, depthwise_conv2d_reference, is_channel_major
-from .dispatch import as_dtype, needs_grad, on_devices, path_device
+from .dispatch import as_dtype, is_recording, needs_grad, on_devices, path_device
 
 IMPLEMENTATIONS = ('auto', 'direct', 'toeplitz')
 # Per device type: a pass goes to GEMM while the axis is at most this many
@@ -44,6 +46,57 @@ TOEPLITZ_MAX_RATIO = {'cpu': 4, 'cuda': 4}
 # multiply-adds (4x slower than MKL on a 7 x 7 x 7 product): shorter axes are
 # zero-padded to 8 for the Toeplitz form (and the result cropped).
 TOEPLITZ_MIN_SIZE = 8
+
+
+class InferenceConstants:
+    """Tensors derived from one weight (resampled kernels, Toeplitz matrices), built once.
+
+    In inference the weights do not change between calls, yet the Toeplitz
+    matrices (a flipped copy of the kernel per channel) and, in global mode,
+    the resampled kernels were rebuilt on every pass.  Here they are kept
+    while the weight is the same tensor at the same version: every in-place
+    change through autograd's version counter (an optimizer step,
+    ``load_state_dict``, ``init_weights``, an EMA update) and every new
+    ``.data`` or ``.to()`` invalidates them.  (A write through ``.data``
+    bypasses the version counter; :meth:`clear` after it.)  Only calls that
+    autograd does not record use it, so gradients are never taken through
+    a cached tensor, and recorded graphs (tracing, ``torch.compile``) never
+    see it.  At most :data:`MAX_ENTRIES` entries (one per map size and
+    dtype seen) are kept.
+    """
+
+    MAX_ENTRIES = 4
+
+    def __init__(self) -> None:
+        self._stamp: Optional[tuple] = None
+        self._entries: Dict[Hashable, torch.Tensor] = {}
+
+    @staticmethod
+    def applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+        """Whether a call on ``x`` with ``weight`` may use cached constants."""
+        return not needs_grad(x, weight) and not is_recording()
+
+    def get(self, weight: torch.Tensor, key: Hashable,
+            build: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """``build()``'s result for ``key``, reused while ``weight`` is unchanged."""
+        stamp = (weight.data_ptr(), weight._version, weight.dtype, weight.device,
+                 tuple(weight.shape))
+        if stamp != self._stamp or len(self._entries) >= self.MAX_ENTRIES and (
+                key not in self._entries):
+            self._entries.clear()
+            self._stamp = stamp
+        value = self._entries.get(key)
+        if value is None:
+            value = self._entries[key] = build()
+        return value
+
+    def clear(self) -> None:
+        """Drop every entry (after writing to the weight through ``.data``)."""
+        self._entries.clear()
+        self._stamp = None
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def resample_kernel(weight: torch.Tensor, length: int) -> torch.Tensor:
@@ -167,10 +220,17 @@ class _ToeplitzPass(torch.autograd.Function):
         return grad_v, grad_kernel, None
 
 
-def toeplitz_conv1d(v: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Tensor:
-    """'Same' convolution of contiguous channel-major ``(C, N, H, W)`` along ``dim``."""
+def toeplitz_conv1d(v: torch.Tensor, kernel: torch.Tensor, dim: int,
+                    matrix: Optional[Callable[[], torch.Tensor]] = None) -> torch.Tensor:
+    """'Same' convolution of contiguous channel-major ``(C, N, H, W)`` along ``dim``.
+
+    ``matrix`` (inference only) returns the kernel's Toeplitz matrices, e.g.
+    from an :class:`InferenceConstants`; by default they are built here.
+    """
     if needs_grad(v, kernel):
         return _ToeplitzPass.apply(v, kernel, dim)
+    if matrix is not None:
+        return _toeplitz_product(v, matrix(), dim)
     return _toeplitz_product(v, toeplitz(as_dtype(kernel, v.dtype), v.shape[dim]), dim)
 
 
@@ -193,11 +253,15 @@ def oversized_conv1d_reference(x: torch.Tensor, weight: torch.Tensor, dim: int) 
 
 
 def oversized_conv1d(x: torch.Tensor, weight: torch.Tensor, dim: int,
-                     impl: str = 'auto') -> torch.Tensor:
+                     impl: str = 'auto', constants: Optional[InferenceConstants] = None,
+                     source: Optional[torch.Tensor] = None) -> torch.Tensor:
     """:func:`oversized_conv1d_reference`, by GEMM or direct convolution (``impl``).
 
     NCHW ``x`` in any storage; the output keeps it.  Channel-major storage
-    (how the ParCNetV2 mixer holds its maps) needs no layout copies.
+    (how the ParCNetV2 mixer holds its maps) needs no layout copies.  With
+    ``constants``, inference keeps the Toeplitz matrices there, valid while
+    ``source`` (the parameter ``weight`` is derived from; default ``weight``)
+    is unchanged.
     """
     _check_kernel(weight, dim)
     size = x.shape[dim]
@@ -219,7 +283,15 @@ def oversized_conv1d(x: torch.Tensor, weight: torch.Tensor, dim: int,
         # Zeros beyond the map are what 'same' padding reads; the extra
         # outputs are cropped.
         v = F.pad(v, (0, pad) if dim == 3 else (0, 0, 0, pad))
-    v = toeplitz_conv1d(v, weight.flatten(1), dim)
+    kernel = weight.flatten(1)
+    matrix = None
+    if constants is not None and InferenceConstants.applies(v, kernel):
+        source = weight if source is None else source
+        length = v.shape[dim]
+        matrix = lambda: constants.get(  # noqa: E731
+            source, ('toeplitz', dim, length, tuple(kernel.shape), v.dtype),
+            lambda: toeplitz(as_dtype(kernel, v.dtype), length).contiguous())
+    v = toeplitz_conv1d(v, kernel, dim, matrix)
     if pad:
         v = v.narrow(dim, 0, size).contiguous()
     out = v.transpose(0, 1)

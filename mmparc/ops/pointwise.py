@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .dispatch import as_dtype, needs_grad, on_devices
-from .matmul import linear, onednn_applies
+from .matmul import linear, uses_onednn
 
 
 def _conv_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -56,7 +56,7 @@ def pointwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
     if not channel_major and not needs_grad(x, matrix, bias):
         out = linear(rows, matrix, bias)
         return out.view(batch, height, width, matrix.shape[0]).permute(0, 3, 1, 2)
-    if onednn_applies(rows, matrix, bias):  # training too: linear's backward is oneDNN's
+    if uses_onednn(matrix, rows, None):  # training too: linear's backward is oneDNN's
         out = _channel_major_product(rows, matrix, bias)
     elif bias is None:
         out = torch.mm(matrix, rows.t())

@@ -6,7 +6,7 @@ import torch.nn as nn
 from mmengine.logging import print_log
 
 from ...ops import crop_kernel, oversized_conv1d, resample_kernel
-from ...ops.oversized_conv import IMPLEMENTATIONS
+from ...ops.oversized_conv import IMPLEMENTATIONS, InferenceConstants
 
 KERNEL_MODES = ('fixed', 'global')
 AXES = ('h', 'w')
@@ -30,7 +30,9 @@ class OversizedConv1d(nn.Conv2d):
 
     The weight keeps the official layout, ``(C, 1, K, 1)`` or ``(C, 1, 1, K)``;
     a checkpoint with another length is resampled on load, with a warning.
-    Evaluated by :func:`mmparc.ops.oversized_conv1d`.
+    Evaluated by :func:`mmparc.ops.oversized_conv1d`; in inference the
+    resampled kernel and its Toeplitz matrices are computed once per weight
+    version and map size (:class:`~mmparc.ops.oversized_conv.InferenceConstants`).
     """
 
     def __init__(self, channels: int, kernel_size: int, axis: str, kernel_mode: str = 'fixed',
@@ -52,6 +54,7 @@ class OversizedConv1d(nn.Conv2d):
         self.kernel_mode = kernel_mode
         self.conv_impl = conv_impl
         self.deploy_size: Optional[int] = None
+        self._constants = InferenceConstants()
 
     def kernel(self, size: int) -> torch.Tensor:
         """The kernel applied along an axis of ``size``, in the weight's layout."""
@@ -67,7 +70,12 @@ class OversizedConv1d(nn.Conv2d):
             raise ValueError(f'this layer was deployed for maps of {self.axis}={self.deploy_size}, '
                              f'got {self.axis}={size}; call switch_to_deploy on a fresh model '
                              'for another input size')
-        return oversized_conv1d(x, self.kernel(size), self.axis_index, self.conv_impl)
+        if not InferenceConstants.applies(x, self.weight):
+            return oversized_conv1d(x, self.kernel(size), self.axis_index, self.conv_impl)
+        kernel = (self.weight if self.kernel_mode == 'fixed' else self._constants.get(
+            self.weight, ('kernel', size), lambda: self.kernel(size)))
+        return oversized_conv1d(x, kernel, self.axis_index, self.conv_impl, self._constants,
+                                self.weight)
 
     @torch.no_grad()
     def switch_to_deploy(self, size: int) -> None:
@@ -79,6 +87,7 @@ class OversizedConv1d(nn.Conv2d):
         self.padding = (length // 2, 0) if self.axis_index == 2 else (0, length // 2)
         self.kernel_mode = 'fixed'
         self.deploy_size = size
+        self._constants.clear()
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
                               missing_keys, unexpected_keys, error_msgs) -> None:
