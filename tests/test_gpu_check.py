@@ -105,7 +105,7 @@ def test_check_gpu_refuses_a_machine_without_gpu():
 def _benchmark(args, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, str(ROOT / 'tools/analysis_tools/benchmark.py'),
-                           '--out', str(tmp_path), *args],
+                           '--out', str(tmp_path), '--threads', '1', *args],
                           capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
 
 

@@ -1,0 +1,104 @@
+"""The benchmark's reports: goal cells from its results, docs tables from its JSON.
+
+(The command-line runs of ``tools/analysis_tools/benchmark.py`` are tested
+in ``test_gpu_check.py``; these tests build summaries by hand, so they run
+in milliseconds.)
+"""
+import json
+
+import pytest
+
+from mmparc.benchmark import docs, machine_info
+from mmparc.benchmark.report import goal_cells, goal_table, timing_table
+
+
+def timing(ms: float) -> dict:
+    return {'median_s': ms / 1000, 'min_s': ms / 1000, 'samples_s': [ms / 1000],
+            'single': False}
+
+
+def row(threads: int, config: str, mode: str, dtype: str = 'fp32', **ms: float) -> dict:
+    return {'threads': threads, 'clock': 'cpu', 'config': config, 'dtype': dtype, 'mode': mode,
+            'batch': 1, 'height': 224, 'width': 224, 'repeats': 1,
+            'timings': {k.replace('_at_', '@'): timing(v) for k, v in ms.items()}}
+
+
+RESULTS = [
+    row(1, '224 b1', 'forward', convnext=100, fixed=80, **{'global': 95}),
+    row(2, '224 b1', 'train', convnext=100, fixed=91, **{'global': 90}),
+    row(1, '512 b1', 'forward', convnext=100, fixed=99),  # not a goal configuration
+    row(1, '224 b1 bf16', 'forward', 'bf16', convnext=50, fixed=60),
+    row(1, '224 b1', 'forward', convnext_at_onnxruntime=10, fixed_at_onnxruntime=8),
+    row(1, '224 b8', 'forward', convnext_at_onnxruntime=10, fixed_at_onnxruntime=8),
+]
+MEMORY = {'1': {'convnext': {'step_bytes': 100 * 2**20, 'config': '800x1216 b1'},
+                'fixed': {'step_bytes': 101 * 2**20, 'config': '800x1216 b1'}}}
+
+
+def test_goal_cells_are_ratios_within_a_row_beside_their_targets():
+    cells = goal_cells(RESULTS, MEMORY)
+    found = {(c['threads'], c['dtype'], c['backend'], c['config'], c['mode'], c['model']):
+             (round(c['ratio'], 3), c['met']) for c in cells if c['kind'] == 'time'}
+    assert found == {
+        (1, 'fp32', 'eager', '224 b1', 'forward', 'fixed'): (0.8, True),
+        (1, 'fp32', 'eager', '224 b1', 'forward', 'global'): (0.95, False),
+        (2, 'fp32', 'eager', '224 b1', 'train', 'fixed'): (0.91, False),
+        (2, 'fp32', 'eager', '224 b1', 'train', 'global'): (0.9, True),
+        (1, 'bf16', 'eager', '224 b1', 'forward', 'fixed'): (1.2, False),
+        (1, 'fp32', 'onnxruntime', '224 b1', 'forward', 'fixed'): (0.8, True),
+    }  # 512 b1 and onnxruntime at 224 b8 are no goal cells
+    (memory, ) = [c for c in cells if c['kind'] == 'memory']
+    assert memory['ratio'] == pytest.approx(1.01) and not memory['met']
+    table = goal_table(cells)
+    assert table.splitlines()[-1] == f'3 of {len(cells)} goal cells met'
+
+
+def test_timing_table_names_every_ratio_column():
+    text = timing_table(RESULTS[:2], ['convnext', 'fixed', 'global'])
+    head, _, first = text.splitlines()[:3]
+    assert head.split()[:3] == ['config', 'mode', 'thr']
+    assert 'fixed/CNX' in head and 'global/CNX' in head and 'fixed/CNXd' in head
+    assert first.split()[-5:] == ['0.80x', '0.95x', '-', '-', '-']
+
+
+def summary() -> dict:
+    return {'machine': machine_info(), 'command': 'tools/analysis_tools/benchmark.py --quick',
+            'note': 'two other jobs running', 'clock': 'cpu (1 thread(s))',
+            'results': RESULTS, 'memory': MEMORY, 'goal_cells': goal_cells(RESULTS, MEMORY)}
+
+
+def test_machine_info_names_cpu_versions_and_date():
+    info = machine_info()
+    assert info['cpu'] and info['cores'] >= 1 and info['torch']
+    assert info['date'].endswith('UTC')
+    json.dumps(info)
+
+
+def test_docs_tables_are_rendered_from_the_json(tmp_path):
+    path = tmp_path / 'cpu.json'
+    path.write_text(json.dumps(summary()))
+    target = tmp_path / 'performance.md'
+    target.write_text(f'# Performance\n\nprose\n\n{docs.BEGIN}\nstale table\n{docs.END}\n\nmore prose\n')
+    assert docs.main([str(path), '--write', str(target)]) == 0
+    text = target.read_text()
+    assert text.startswith('# Performance\n\nprose\n\n') and text.endswith('\n\nmore prose\n')
+    assert 'stale table' not in text
+    info = machine_info()
+    assert f"### {info['cpu']}, {info['cores']} cores" in text
+    assert '`tools/analysis_tools/benchmark.py --quick`' in text
+    assert 'load: two other jobs running' in text
+    assert '| 224 b1 | forward | 100.0 | 80.0 | 95.0 | **0.80x** | 0.95x |' in text
+    assert '| 512 b1 (no goal) | forward |' in text
+    assert '**1 thread(s), bf16, eager**' in text and '**1 thread(s), fp32, onnxruntime**' in text
+    assert 'fixed 101 MiB (1.01x)' in text
+    assert not list(tmp_path.glob('*.part'))
+
+
+def test_docs_refuse_a_file_without_markers(tmp_path):
+    path = tmp_path / 'cpu.json'
+    path.write_text(json.dumps(summary()))
+    target = tmp_path / 'performance.md'
+    target.write_text('# Performance\n')
+    with pytest.raises(ValueError, match='markers'):
+        docs.main([str(path), '--write', str(target)])
+    assert target.read_text() == '# Performance\n'
