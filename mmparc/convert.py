@@ -45,7 +45,7 @@ def unwrap_state_dict(checkpoint: Mapping) -> Dict[str, torch.Tensor]:
             break
         state = inner
     if not isinstance(state, Mapping) or not state or not all(
-            isinstance(v, torch.Tensor) for v in state.values()):
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise ValueError('no state dict of tensors found in the checkpoint (looked at the top '
                          f'level and under {_WRAPPERS})')
     return OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v)

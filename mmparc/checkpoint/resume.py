@@ -164,7 +164,7 @@ def _check_optimizer(saved: Any, wrapper: Any) -> None:
         _check_one_optimizer(saved, wrapper.optimizer, 'optimizer')
         return
     if not isinstance(saved, dict) or set(saved) != set(wrappers):
-        held = sorted(map(str, saved)) if isinstance(saved, dict) else saved
+        held = list(saved) if isinstance(saved, dict) else saved
         raise _Mismatch(f'optimizer holds {describe(held)}, this run has optimizers '
                         f'{sorted(wrappers)}')
     for name, inner in wrappers.items():
@@ -189,7 +189,7 @@ def _check_schedulers(saved: Any, current: Any, field: str = 'param_schedulers')
         where = f'{field}[{i}] ({type(scheduler).__name__})'
         now = scheduler.state_dict()
         if not isinstance(state, dict) or set(state) != set(now):
-            keys = sorted(map(str, state)) if isinstance(state, dict) else state
+            keys = list(state) if isinstance(state, dict) else state
             raise _Mismatch(f'{where} has keys {describe(keys)}, the scheduler has '
                             f'{sorted(now)}')
         for key in ('by_epoch', 'param_name'):

@@ -177,7 +177,7 @@ class _HistoryBuffer(Pending):
             refuse(f'HistoryBuffer state of type {type(state).__name__}: expected a dict')
         keys = set(state)
         if not set(self._KEYS) <= keys <= {*self._KEYS, 'statistics_methods'}:
-            refuse(f'HistoryBuffer state with keys {sorted(map(str, keys))}: expected '
+            refuse(f'HistoryBuffer state with keys {describe(list(keys))}: expected '
                    f'{list(self._KEYS)} and optionally statistics_methods')
         max_length = state['max_length']
         if not _exact_int(max_length) or max_length <= 0:

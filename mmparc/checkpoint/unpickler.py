@@ -40,6 +40,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 
 from .budget import ITEM_COST, OBJECT_COST, Budget
+from .budget import active
 from .budget import charge as _charge
 from .errors import describe, refuse
 from .standins import Pending, stand_ins
@@ -104,10 +105,19 @@ def _check_view(storage: Any, offset: Any, size: Any, stride: Any) -> None:
     if type(offset) is not int or not 0 <= offset < (1 << 62) or len(size) != len(stride):
         refuse(f'tensor offset {describe(offset)} with size {describe(size)} and stride '
                f'{describe(stride)}: inconsistent')
+    element = torch._utils._element_size(storage.dtype)
+    numel = 1
+    for n in size:
+        numel *= n
+    limit = active()
+    if limit is not None and numel * element > limit.limit:
+        # a stride-0 view allocates nothing now, but every use of it would
+        refuse(f'a tensor of size {describe(size)} ({numel * element} bytes) over a storage '
+               f'of {storage._untyped_storage.nbytes()}: more than the load\'s budget')
     if all(size):
         end = offset + 1 + sum((n - 1) * s for n, s in zip(size, stride))
         untyped = storage._untyped_storage
-        if end * torch._utils._element_size(storage.dtype) > untyped.nbytes():
+        if end * element > untyped.nbytes():
             refuse(f'a tensor of size {describe(size)}, stride {describe(stride)} at offset '
                    f'{offset} reaches past its storage of {storage.nbytes()} bytes')
 
