@@ -566,6 +566,7 @@ import json, os, resource, shutil, sys, time
 limit = int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 import mmparc
+from mmengine.hooks import Hook
 from mmengine.infer import BaseInferencer
 from mmengine.model import BaseModule
 from mmengine.runner.checkpoint import _load_checkpoint
@@ -601,12 +602,22 @@ def resume(path, i):
     return f'epoch {runner.epoch}'
 
 
+class LoadedProbe(Hook):
+    """After Runner.train built the optimizer and loaded the file: the weight as loaded,
+    and whether it is the very parameter the optimizer steps."""
+
+    def before_train(self, runner):
+        self.loaded = runner.model.linear.weight.detach().clone()
+        params = [p for g in runner.optim_wrapper.optimizer.param_groups for p in g['params']]
+        self.stepped = any(p is runner.model.linear.weight for p in params)
+
+
 def load_from(path, i):
-    runner = toy_runner(f'load{i}', load_from=path)
-    runner.load_or_resume()
-    loaded = runner.model.linear.weight.detach().clone()
-    runner.train()  # the loaded weights must be the ones the optimizer trains
-    return 'trained' if not torch.equal(loaded, runner.model.linear.weight) else 'frozen'
+    probe = LoadedProbe()
+    runner = toy_runner(f'load{i}', load_from=path, custom_hooks=[probe])
+    runner.train()
+    changed = not torch.equal(probe.loaded, runner.model.linear.weight.detach())
+    return 'trained' if probe.stepped and changed else 'frozen'
 
 
 def http(path, i):
@@ -664,24 +675,30 @@ def _variant(genuine: Path, path: Path, change) -> Path:
     return path
 
 
-def run_entries(cases: Dict[str, tuple], tmp_path: Path, marker: Path) -> Dict[str, Any]:
-    """Run each case's file through its entry points in one limited subprocess.
+def run_entries(cases: Dict[str, tuple], tmp_path: Path, marker: Path) -> Dict[tuple, list]:
+    """Run each case's file through its entry points in one limited subprocess;
+    returns (path, entry) -> [outcome, seconds, whether the marker existed after]."""
+    items = [[str(path), list(expected)] for path, expected in cases.values()]
+    proc = subprocess.run([sys.executable, '-c', ENTRY, str(DATA_LIMIT), str(marker),
+                           json.dumps(items)], capture_output=True, text=True, cwd=tmp_path,
+                          env=_env(), timeout=600)
+    assert proc.returncode >= 0, f'killed by signal {-proc.returncode}:\n{proc.stderr[-3000:]}'
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(l for l in proc.stdout.splitlines() if l.startswith('ENTRIES '))
+    result = json.loads(line[len('ENTRIES '):])
+    assert result['max_rss_kb'] * 1024 < DATA_LIMIT
+    return {(path, entry): [outcome, seconds, marked]
+            for path, entry, outcome, seconds, marked in result['report']}
+
+
+def check_entries(cases: Dict[str, tuple], outcomes: Dict[tuple, list], marker: Path) -> None:
+    """Assert each case's expectations.
 
     ``cases``: name -> (path, {entry: expected}) where expected is ``'ok'``,
     ``'ok:<result>'``, or ``'refused'``/``'refused:<fragment>'`` (a
     CheckpointError naming the file, one line, containing the fragment), or
     ``'failed'`` (any exception; for the inferencer on a dropped config).
     """
-    items = [[str(path), list(expected)] for path, expected in cases.values()]
-    proc = subprocess.run([sys.executable, '-c', ENTRY, str(DATA_LIMIT), str(marker),
-                           json.dumps(items)], capture_output=True, text=True, cwd=tmp_path,
-                          env=_env(), timeout=420)
-    assert proc.returncode >= 0, f'killed by signal {-proc.returncode}:\n{proc.stderr[-3000:]}'
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(l for l in proc.stdout.splitlines() if l.startswith('ENTRIES '))
-    result = json.loads(line[len('ENTRIES '):])
-    outcomes = {(path, entry): (outcome, seconds, marked)
-                for path, entry, outcome, seconds, marked in result['report']}
     assert not marker.exists(), 'a payload ran'
     problems = []
     for name, (path, expected) in cases.items():
@@ -705,16 +722,14 @@ def run_entries(cases: Dict[str, tuple], tmp_path: Path, marker: Path) -> Dict[s
                 problems.append(f'{where}: expected a one-line CheckpointError naming the '
                                 f'file and saying {fragment!r}')
     assert not problems, '\n'.join(problems)
-    return result
 
 
 #: The ways users reach a checkpoint that mmparc's loader must guard.
 LOADING_PATHS = ('resume', 'load_from', 'pretrained', 'http')
 
 
-def test_code_payloads_through_every_entry_point(tmp_path):
+def _payload_cases(tmp_path: Path, marker: Path, genuine: Path) -> Dict[str, tuple]:
     """Issue-19 item 4: each payload through Runner resume/load_from, Pretrained and http."""
-    marker = tmp_path / 'marker'
     cases = {}
     for i, (name, (payload, fragment)) in enumerate(_marker_payloads(marker).items()):
         path = tmp_path / f'payload{i}.pth'
@@ -723,20 +738,18 @@ def test_code_payloads_through_every_entry_point(tmp_path):
     for i, (name, (data, fragment)) in enumerate(_raw_payloads(marker).items()):
         path = save_pickle_bytes(tmp_path / f'raw{i}.pth', data)
         cases[name] = (path, {entry: f'refused:{fragment}' for entry in LOADING_PATHS})
-    run_entries(cases, tmp_path, marker)
+    return cases
 
 
 def _payload(marker: Path) -> str:
     return f"__import__('os').system('touch {marker}')\n"
 
 
-def test_config_text_never_runs(genuine_runner_checkpoint, tmp_path):
+def _config_cases(tmp_path: Path, marker: Path, genuine: Path) -> Dict[str, tuple]:
     """``meta['config']`` (Runner.resume) and the message hub's ``cfg`` / ``meta['cfg']``
     (BaseInferencer with ``model=None``) keep only literal assignments."""
-    marker = tmp_path / 'marker'
     base = tmp_path / 'base_config.py'
     base.write_text(_payload(marker))
-    genuine = genuine_runner_checkpoint
 
     def meta_config(c):
         c['meta']['config'] = _payload(marker) + 'gpu_ids = []\n'
@@ -769,7 +782,7 @@ def test_config_text_never_runs(genuine_runner_checkpoint, tmp_path):
              'call in the value': (lambda_call, {'resume': 'ok:epoch 3'})}
     cases = {name: (_variant(genuine, tmp_path / f'config{i}.pth', change), expected)
              for i, (name, (change, expected)) in enumerate(build.items())}
-    run_entries(cases, tmp_path, marker)
+    return cases
 
 
 def _shared_tuple(levels: int = 40) -> tuple:
@@ -780,9 +793,8 @@ def _shared_tuple(levels: int = 40) -> tuple:
     return value
 
 
-def test_exponential_repr_is_never_built(genuine_runner_checkpoint, tmp_path):
+def _repr_cases(tmp_path: Path, marker: Path, genuine: Path) -> Dict[str, tuple]:
     """Content reaching a message (stand-ins, meta['seed']) is described, not repr'd."""
-    marker = tmp_path / 'marker'
     bomb = _shared_tuple()
     from numpy.core.multiarray import scalar
     payloads = {
@@ -801,11 +813,9 @@ def test_exponential_repr_is_never_built(genuine_runner_checkpoint, tmp_path):
     def seed(c):
         c['meta']['seed'] = bomb
 
-    cases["meta['seed']"] = (_variant(genuine_runner_checkpoint, tmp_path / 'seed.pth', seed),
+    cases["meta['seed']"] = (_variant(genuine, tmp_path / 'seed.pth', seed),
                              {'resume': "refused:meta['seed']", 'mmparc': 'refused'})
-    for path, _ in cases.values():
-        assert path.stat().st_size < 64 << 10
-    run_entries(cases, tmp_path, marker)
+    return cases
 
 
 def _inflated_record(path: Path, declared: int) -> Path:
@@ -851,9 +861,8 @@ def _many_records(path: Path, count: int) -> Path:
     return path
 
 
-def test_sizes_beyond_the_budget_are_refused_before_they_are_built(tmp_path):
+def _size_cases(tmp_path: Path, marker: Path, genuine: Path) -> Dict[str, tuple]:
     from mmparc.checkpoint import MAX_RECORDS
-    marker = tmp_path / 'marker'
     files = {
         'record inflating to 2 GB': (_inflated_record(tmp_path / 'inflate.pth', 2 << 30),
                                      'memory budget'),
@@ -874,14 +883,11 @@ def test_sizes_beyond_the_budget_are_refused_before_they_are_built(tmp_path):
     torch.save({'x': Reduce(torch.UntypedStorage, (1 << 40,))}, tmp_path / 'storage.pth')
     cases = {name: (path, {'mmparc': f'refused:{fragment}', 'load_from': 'refused'})
              for name, (path, fragment) in files.items()}
-    run_entries(cases, tmp_path, marker)
+    return cases
 
 
-def test_content_that_would_change_training(genuine_runner_checkpoint, tmp_path):
+def _training_cases(tmp_path: Path, marker: Path, genuine: Path) -> Dict[str, tuple]:
     """``_metadata`` flags never reach ``load_state_dict``; non-tensor weights are refused."""
-    marker = tmp_path / 'marker'
-    genuine = genuine_runner_checkpoint
-
     def assign(c):
         c['state_dict']._metadata = OrderedDict(
             [('', {'version': 1, 'assign_to_params_buffers': True}),
@@ -901,12 +907,10 @@ def test_content_that_would_change_training(genuine_runner_checkpoint, tmp_path)
                                              for e in ('load_from', 'pretrained')})}
     cases = {name: (_variant(genuine, tmp_path / f'train{i}.pth', change), expected)
              for i, (name, (change, expected)) in enumerate(build.items())}
-    run_entries(cases, tmp_path, marker)
+    return cases
 
 
-def test_resume_checks_the_file_against_the_run(genuine_runner_checkpoint, tmp_path):
-    marker = tmp_path / 'marker'
-
+def _resume_cases(tmp_path: Path, marker: Path, genuine: Path) -> Dict[str, tuple]:
     def meta(field, value):
         return lambda c: c['meta'].__setitem__(field, value)
 
@@ -931,11 +935,69 @@ def test_resume_checks_the_file_against_the_run(genuine_runner_checkpoint, tmp_p
         'two param groups': (lambda c: c['optimizer']['param_groups'].append(
             dict(c['optimizer']['param_groups'][0])), '2 param groups'),
     }
-    cases = {name: (_variant(genuine_runner_checkpoint, tmp_path / f'resume{i}.pth', change),
+    cases = {name: (_variant(genuine, tmp_path / f'resume{i}.pth', change),
                     {'resume': f'refused:{fragment}'})
              for i, (name, (change, fragment)) in enumerate(build.items())}
-    cases['genuine'] = (genuine_runner_checkpoint, {'resume': 'ok:epoch 3'})
-    run_entries(cases, tmp_path, marker)
+    cases['genuine'] = (genuine, {'resume': 'ok:epoch 3'})
+    return cases
+
+
+#: Each group's cases, built into one folder and run in one subprocess.
+ENTRY_GROUPS = {'payloads': _payload_cases, 'config': _config_cases, 'repr': _repr_cases,
+                'size': _size_cases, 'training': _training_cases, 'resume': _resume_cases}
+
+
+@pytest.fixture(scope='module')
+def entry_runs(tmp_path_factory, genuine_runner_checkpoint):
+    """(group -> cases, outcomes, marker): every group's files through their entry points,
+    in one subprocess under a memory limit (one process start instead of six)."""
+    folder = tmp_path_factory.mktemp('entries')
+    marker = folder / 'marker'
+    groups = {}
+    for name, build in ENTRY_GROUPS.items():
+        (folder / name).mkdir()
+        groups[name] = build(folder / name, marker, genuine_runner_checkpoint)
+    every = {f'{g}/{name}': case for g, cases in groups.items() for name, case in cases.items()}
+    return groups, run_entries(every, folder, marker), marker
+
+
+def test_code_payloads_through_every_entry_point(entry_runs):
+    """Issue-19 item 4: each payload through Runner resume/load_from, Pretrained and http."""
+    groups, outcomes, marker = entry_runs
+    check_entries(groups['payloads'], outcomes, marker)
+
+
+def test_config_text_never_runs(entry_runs):
+    """``meta['config']`` (Runner.resume) and the message hub's ``cfg`` / ``meta['cfg']``
+    (BaseInferencer with ``model=None``) keep only literal assignments."""
+    groups, outcomes, marker = entry_runs
+    check_entries(groups['config'], outcomes, marker)
+
+
+def test_exponential_repr_is_never_built(entry_runs):
+    """Content reaching a message (stand-ins, meta['seed']) is described, not repr'd."""
+    groups, outcomes, marker = entry_runs
+    for path, _ in groups['repr'].values():
+        assert path.stat().st_size < 64 << 10
+    check_entries(groups['repr'], outcomes, marker)
+
+
+def test_sizes_beyond_the_budget_are_refused_before_they_are_built(entry_runs):
+    groups, outcomes, marker = entry_runs
+    check_entries(groups['size'], outcomes, marker)
+
+
+def test_content_that_would_change_training(entry_runs):
+    """``_metadata`` flags never reach ``load_state_dict``; non-tensor weights are refused."""
+    groups, outcomes, marker = entry_runs
+    check_entries(groups['training'], outcomes, marker)
+
+
+def test_resume_checks_the_file_against_the_run(entry_runs):
+    """Meta, optimizer and scheduler state that does not fit the resuming run is refused
+    before any of it is applied; the genuine file resumes."""
+    groups, outcomes, marker = entry_runs
+    check_entries(groups['resume'], outcomes, marker)
 
 
 # ------------------------------------------------- the scope is this thread's
