@@ -228,8 +228,9 @@ def _open_regular(path: str) -> Tuple[IO[bytes], int]:
 def _archive_records(file: IO[bytes], name: str, budget: Budget) -> Optional[Dict[str, int]]:
     """Record -> declared size for a zip checkpoint (``None`` for a legacy pickle),
     charged to ``budget`` and checked before torch reads any record."""
+    start = file.tell()
     head = file.read(4)
-    file.seek(0)
+    file.seek(start)
     if head != b'PK\x03\x04':
         if not head.startswith(b'\x80'):
             raise CheckpointError(f'{name}: not a PyTorch checkpoint (neither a zip archive '
@@ -238,7 +239,7 @@ def _archive_records(file: IO[bytes], name: str, budget: Budget) -> Optional[Dic
             is_tar = tarfile.is_tarfile(file)
         except (OSError, ValueError):
             is_tar = False
-        file.seek(0)
+        file.seek(start)
         if is_tar:
             raise CheckpointError(f'{name}: a legacy tar-format checkpoint (torch < 0.4); '
                                   'not loaded (its reader extracts files)')
@@ -249,7 +250,7 @@ def _archive_records(file: IO[bytes], name: str, budget: Budget) -> Optional[Dic
         raise CheckpointError(f'{name}: corrupt checkpoint archive ({error_text(err)})') \
             from None
     finally:
-        file.seek(0)
+        file.seek(start)
     if len(infos) > MAX_RECORDS:
         raise CheckpointError(f'{name}: refused: {len(infos)} archive records, more than '
                               f'{MAX_RECORDS} (a checkpoint has one per tensor storage)')
