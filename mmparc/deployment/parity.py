@@ -24,6 +24,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+# Without a checkpoint both builds (mmdeploy's and the reference) start from
+# this seed, so that they hold the same initial weights.
+SEED = 0
 # Two boxes are the same detection when they overlap at least this much.
 MATCH_IOU = 0.9
 # What :func:`failures` accepts.  float32 rounding in another runtime moves
@@ -60,6 +63,8 @@ def export(deploy_cfg: str, model_cfg: str, checkpoint: Optional[str], img: str,
     from mmdeploy.utils import get_onnx_config
     deploy, model = load_configs(deploy_cfg, model_cfg)
     save_file = get_onnx_config(deploy)['save_file']
+    if checkpoint is None:
+        torch.manual_seed(SEED)
     torch2onnx(img, work_dir, save_file, deploy, model, checkpoint, device=device)
     return osp.join(work_dir, save_file)
 
@@ -68,7 +73,9 @@ def build_reference(task_processor: Any, checkpoint: Optional[str]) -> nn.Module
     """The PyTorch model as mmdeploy builds it, but not re-parameterised.
 
     mmdeploy's ``build_pytorch_model`` calls ``backbone.switch_to_deploy()``;
-    this is the same build without that step.
+    this is the same build without that step.  Without a checkpoint the
+    weights are the initial ones drawn after seeding with :data:`SEED`, as
+    :func:`export` seeds mmdeploy's build.
     """
     from mmengine.model import revert_sync_batchnorm
     from mmengine.registry import MODELS
@@ -79,6 +86,8 @@ def build_reference(task_processor: Any, checkpoint: Optional[str]) -> nn.Module
     preprocess = copy.deepcopy(cfg.get('preprocess_cfg', {}))
     preprocess.update(copy.deepcopy(cfg.get('data_preprocessor', {})))
     model_cfg.setdefault('data_preprocessor', preprocess)
+    if checkpoint is None:
+        torch.manual_seed(SEED)
     model = MODELS.build(model_cfg)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint, map_location='cpu')
