@@ -70,6 +70,8 @@ def describe(value: Any, limit: int = 80) -> str:
                     return False
             if len(item) > 3 or kind is set:
                 emit(f'{", " if items else ""}... {len(item)} items')
+            elif kind is tuple and len(item) == 1:
+                emit(',')
             return emit(closing)
         what = getattr(kind, 'what', None)  # the loader's placeholders name themselves
         return emit(f'<{what if isinstance(what, str) else kind.__name__}>')
