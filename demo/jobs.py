@@ -61,7 +61,9 @@ def quickstart_jobs(data: DataInfo, out: Path, det_iters: Optional[int],
     """Mask R-CNN and UperNet on ``data``: the quickstart configs pointed at
     its folders, classes and palettes (the configs name the toy sets')."""
     det_ann = str(data.coco_root / 'annotations' / 'instances_val2017.json')
-    det_meta = dict(classes=list(data.coco_classes), palette=data.coco_palette)
+    # mmdet's visualizer takes a colour as a tuple (a list reads as a list of colours).
+    det_meta = dict(classes=list(data.coco_classes),
+                    palette=[tuple(c) for c in data.coco_palette])
     det_options: Dict[str, Any] = {
         'train_dataloader.dataset.data_root': str(data.coco_root) + '/',
         'train_dataloader.dataset.metainfo': det_meta,

@@ -245,6 +245,14 @@ def test_demo_flow_on_a_user_dataset_with_other_classes(tmp_path, capsys):
     assert tuple(det.test_dataloader.dataset.metainfo.classes) == ('circle', 'square')
     seg = Config.fromfile(str(out / 'segmentation' / 'config.py'))
     assert seg.model.decode_head.num_classes == 3  # background + the two classes
+    # Every box drawn (the demo draws those scoring 0.5, none after 2 iterations):
+    # the saved config's classes and palette are what mmdet's visualizer takes.
+    from mmparc.apis import infer
+    images = sorted(str(p) for p in (coco / 'val2017').iterdir())[:2]
+    vis = infer(images, str(out / 'detection' / 'config.py'),
+                str(out / 'detection' / 'iter_2.pth'), str(tmp_path / 'all'), task='det',
+                score_thr=0.0)
+    assert len(list(vis.iterdir())) == 2
 
 
 def test_quick_writes_its_own_folder():
