@@ -430,3 +430,33 @@ def test_infer_refuses_class_names_that_do_not_fit_the_head(infer_tool, tmp_path
     assert_one_line_error(code, err, str(path), f'names {len(classes) - 1} classes',
                           f'predicts {len(classes)}')
     assert not out.exists()
+
+
+class _System:
+    """Pickles as ``os.system(command)``: what a crafted checkpoint would run."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def test_tools_refuse_code_payloads(convert_tool, export_tool, infer_tool, tmp_path, capsys):
+    """Each tool that reads a checkpoint refuses one that would run a command."""
+    marker = tmp_path / 'marker'
+    payload = tmp_path / 'payload.pth'
+    torch.save({'state_dict': {'w': torch.ones(1)}, 'x': _System(f'touch {marker}')}, payload)
+    image = _image(tmp_path / 'a.jpg')
+    calls = {
+        'convert': lambda: convert_tool.main([str(payload), str(tmp_path / 'x.pth')]),
+        'export': lambda: export_tool.main([CLS_XT, '--checkpoint', str(payload), '--shape',
+                                            '64', '64', str(tmp_path / 'x.onnx')]),
+        'infer': lambda: infer_tool.main([str(image), '--config', DET_TOY, '--checkpoint',
+                                          str(payload), '--out', str(tmp_path / 'out')]),
+    }
+    for tool, call in calls.items():
+        code, err = run(call, capsys)
+        assert_one_line_error(code, err, str(payload), 'posix.system')
+    assert not marker.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['a.jpg', 'payload.pth']
