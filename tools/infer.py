@@ -12,10 +12,8 @@ The work is :func:`mmparc.apis.infer` (what it writes, and what it checks
 before the first prediction, is described there); this is its command line.
 """
 import argparse
-import sys
 import time
 import warnings
-from pathlib import Path
 from typing import Optional, Sequence
 
 # Notices from building a model for training, which say nothing about inference.
@@ -23,11 +21,7 @@ for _message in ('pkg_resources is deprecated', '``build_loss`` would be depreca
                  'Default ``avg_non_ignore`` is False', 'Failed to add <class'):
     warnings.filterwarnings('ignore', message=_message)
 
-try:
-    import mmparc  # noqa: F401  (registers ParCNetV2)
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import mmparc  # noqa: F401
+import mmparc  # noqa: F401,E402  (registers ParCNetV2)
 
 from mmparc.apis import TASKS, expand_images, infer  # noqa: E402
 from mmparc.fileio import run_tool  # noqa: E402
