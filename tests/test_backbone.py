@@ -284,6 +284,47 @@ def test_frozen_stages_unchanged_by_a_training_step():
     torch.testing.assert_close(again[0], first[0])
 
 
+def torch_has_cpu_kernels(dtype: torch.dtype) -> bool:
+    """This torch's CPU convolution in ``dtype`` (float16: not in torch 2.1), asked here
+    independently of the model's own check."""
+    try:
+        F.conv2d(torch.ones(1, 1, 3, 3, dtype=dtype), torch.ones(1, 1, 3, 3, dtype=dtype))
+    except RuntimeError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize('dtype,tolerance', [(torch.bfloat16, 0.1), (torch.float16, 0.02)])
+def test_low_precision_backbone_on_cpu_without_autocast(dtype, tolerance):
+    """``model.to(dtype)`` and inputs in ``dtype``, no autocast: inference within the
+    precision's tolerance of float32 (relative to each output's largest value) and a
+    finite training step; where this torch has no CPU kernels in that dtype, a
+    one-line refusal instead of an error from deep inside."""
+    import copy
+    official = ref.random_official_state_dict('xt', dense_prefix='', seed=3)
+    model = ParCNetV2('xt', kernel_mode='global', out_indices=(0, 1, 2, 3),
+                      gap_before_final_norm=False)
+    model.load_state_dict(official)
+    model.eval()
+    x = torch.randn(1, 3, 64, 96)
+    low = copy.deepcopy(model).to(dtype)
+    if not torch_has_cpu_kernels(dtype):
+        with pytest.raises(TypeError, match='float16 on the CPU') as refusal:
+            low(x.to(dtype))
+        assert '\n' not in str(refusal.value)
+        return
+    with torch.no_grad():
+        expected = model(x)
+        outs = low(x.to(dtype))
+    for out, exp in zip(outs, expected):
+        assert out.dtype == dtype
+        assert (out.float() - exp).abs().max() <= tolerance * exp.abs().max()
+    low.train()
+    sum(o.float().square().mean() for o in low(x.to(dtype))).backward()
+    for name, param in low.named_parameters():
+        assert param.grad.dtype == dtype and torch.isfinite(param.grad).all(), name
+
+
 def test_drop_path_rates_are_linear():
     model = ParCNetV2('t', drop_path_rate=0.4)
     rates = [getattr(b.drop_path, 'drop_prob', 0.0) for s in model.stages for b in s]

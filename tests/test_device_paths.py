@@ -12,7 +12,6 @@ import contextlib
 import pytest
 import torch
 
-from test_model_paths import assert_close_scaled, check_against_official, max_diff, official_model
 from mmparc.engine import cpu_autocast_supports
 from mmparc.ops import depthwise_conv as depthwise_module
 from mmparc.ops import device_paths
@@ -22,6 +21,8 @@ from mmparc.ops import oversized_conv as oversized_module
 from mmparc.ops import strided_conv as strided_module
 from mmparc.ops.dispatch import path_device
 from mmparc.ops.oversized_conv import TOEPLITZ_MAX_RATIO, use_toeplitz
+
+from helpers import check_against_official, max_diff, official_model
 
 
 @contextlib.contextmanager

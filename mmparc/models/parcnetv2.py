@@ -16,6 +16,7 @@ order) is the business of :mod:`.layers` and :mod:`mmparc.ops`; see
 ``docs/architecture.md``.  Parameter names follow the official release, so
 its checkpoints load after a prefix change only.
 """
+import functools
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -469,6 +470,10 @@ class ParCNetV2(BaseModule):
             raise ValueError(f'input {tuple(x.shape[2:])} is smaller than the network '
                              f'stride {self.stride}; pad or resize images to at least '
                              f'{self.stride}x{self.stride}')
+        if x.device.type == 'cpu' and x.dtype == torch.float16 and not _cpu_computes(x.dtype):
+            raise TypeError(f'ParCNetV2 in float16 on the CPU: this torch ({torch.__version__}) '
+                            'has no float16 CPU kernels for its convolutions and norms; use '
+                            'bfloat16 or float32 on the CPU')
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self._check_input(x)
@@ -634,6 +639,20 @@ class ParCNetV2(BaseModule):
                 return stage + 1, num_layers + 2
             return self.layer_ids()[1][stage][block], num_layers + 2
         return top, num_layers + 2
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_computes(dtype: torch.dtype) -> bool:
+    """Whether this torch has CPU kernels in ``dtype`` for what the model runs
+    (float16 convolution, layer norm and matrix products came after torch 2.1)."""
+    x = torch.ones(1, 2, 3, 3, dtype=dtype)
+    try:
+        torch.nn.functional.conv2d(x, torch.ones(2, 1, 3, 3, dtype=dtype), groups=2)
+        torch.native_layer_norm(x, (3, ), None, None, 1e-5)
+        torch.bmm(x[0], x[0])
+    except RuntimeError:
+        return False
+    return True
 
 
 def _is_int(value: object) -> bool:
