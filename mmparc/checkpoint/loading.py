@@ -319,6 +319,10 @@ def load_checkpoint_file(filename: Union[_PathLike, IO[bytes]], map_location: An
             raise CheckpointError(f'{name}: not a seekable file object') from None
         if size <= 0:
             raise CheckpointError(f'{name}: empty file (0 bytes), not a checkpoint')
+    if os.environ.get('TORCH_FORCE_WEIGHTS_ONLY_LOAD', '0').lower() in ('1', 'y', 'yes', 'true'):
+        raise CheckpointError(f'{name}: not loaded: TORCH_FORCE_WEIGHTS_ONLY_LOAD makes '
+                              "torch.load refuse mmparc's restricted unpickler; unset it (that "
+                              'unpickler accepts less than weights_only=True does)')
     limit = Budget(budget if budget is not None else default_budget(size))
     previous = _budget.set_active(limit)
     try:
