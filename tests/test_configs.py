@@ -32,7 +32,8 @@ import torch
 
 from mmparc.testing import toy_data
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
+
 CONFIGS = REPO / 'configs'
 MIM = Path(sys.executable).with_name('mim')
 # Intra-op threads for these runs.  On a small machine shared with other jobs,
@@ -520,6 +521,13 @@ def _run(cmd: List[str], cwd: Path, timeout: int) -> subprocess.CompletedProcess
     return proc
 
 
+def assert_loaded_exactly(log: str) -> None:
+    """No checkpoint load in the run's log reported missing or unexpected keys
+    (mmengine's ``load_state_dict`` with ``strict=False`` prints them and goes on)."""
+    start = log.find('do not match exactly')
+    assert start < 0, log[max(0, start - 200):start + 2000]
+
+
 @pytest.mark.slow
 def test_mim_train_cascade_t(tmp_path, toy_root, fake_pretrained):
     """`mim train mmdet configs/cascade_parcnetv2_t.py` with COCO at data/coco/
@@ -561,6 +569,7 @@ def test_mim_train_cascade_t(tmp_path, toy_root, fake_pretrained):
     log = proc.stdout + proc.stderr
     assert 'Mixed precision needs a GPU' in log or torch.cuda.is_available()
     assert 'coco/bbox_mAP' in log and 'coco/segm_mAP' in log, log[-3000:]
+    assert_loaded_exactly(log)
 
 
 @pytest.mark.slow
@@ -586,6 +595,10 @@ def test_mim_test_upernet_tta(tmp_path, toy_root, upernet_t_run):
                  '--cfg-options', *options], cwd=tmp_path, timeout=600)
     log = proc.stdout + proc.stderr
     assert 'mIoU' in log, log[-3000:]
+    # The Runner checkpoint went into the model under test, every key of it: the
+    # Runner loads with strict=False and only prints a mismatch.
+    assert f'Load checkpoint from {ckpt}' in log, log[-3000:]
+    assert_loaded_exactly(log)
     # The Runner dumps the config it ran: the TTA model over the real one,
     # fed the multi-scale + flip pipeline.
     from mmengine.config import Config
