@@ -125,6 +125,12 @@ def crop_kernel(kernel: torch.Tensor, size: int, dim: int = -1) -> torch.Tensor:
     length = kernel.shape[dim]
     if length % 2 == 0:
         raise ValueError(f'kernels must have odd length to be centred, got {length}')
+    if isinstance(size, torch.Tensor) and torch.onnx.is_in_onnx_export():
+        # A traced size in an ONNX export (dynamic height/width): the whole
+        # kernel is right at every size, and a graph cannot hold a kernel
+        # whose shape follows the input.  (FLOP counters trace too; they
+        # still see the cropped kernel.)
+        return kernel
     keep = min(length, 2 * size - 1)
     if keep == length:
         return kernel
