@@ -277,3 +277,18 @@ def test_detection_check_catches_a_moved_box_and_a_lost_detection():
     assert parity.compare_detection(expected, lost, 0.5)['unmatched'] == 1
     relabelled = instances([[0, 0, 10, 10], [20, 20, 40, 40]], [0.9, 0.8], [0, 2])
     assert parity.compare_detection(expected, relabelled, 0.5)['unmatched'] == 2
+
+
+def test_tool_refuses_a_missing_checkpoint_in_one_line(tmp_path, image):
+    import subprocess
+    import sys
+    deploy_cfg = DEPLOY / 'mmseg' / 'segmentation_onnxruntime_static-192x192.py'
+    out = tmp_path / 'out'
+    result = subprocess.run(
+        [sys.executable, str(ROOT / 'tools' / 'deployment' / 'mmdeploy_export.py'),
+         str(deploy_cfg), str(SEGMENTOR), str(tmp_path / 'missing.pth'), image,
+         '--work-dir', str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f'error: {tmp_path / "missing.pth"}: checkpoint file not found')
+    assert not out.exists()
