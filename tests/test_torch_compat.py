@@ -135,6 +135,12 @@ def test_cpu_autocast_support_is_detected():
         assert not cpu_autocast_supports(torch.float16)
     elif TORCH >= Version('2.13'):
         assert cpu_autocast_supports(torch.float16)
+    # Asked inside an autocast block, the block stays as it was.
+    x = torch.ones(2, 2)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert not cpu_autocast_supports(torch.float64)
+        assert torch.mm(x, x).dtype == torch.bfloat16
+    assert torch.mm(x, x).dtype == torch.float32
 
 
 # ------------------------------------------- the declared range and the stacks

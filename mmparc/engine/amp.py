@@ -39,12 +39,18 @@ class FallbackAmpOptimWrapper:
 def cpu_autocast_supports(dtype: torch.dtype) -> bool:
     """Whether ``torch.autocast('cpu', dtype=dtype)`` really computes in ``dtype``.
 
-    torch 2.1's CPU autocast takes bfloat16 only: asked for float16 it warns
-    and turns itself off, so the block would run in float32 under an fp16
-    label.  Decided by what a product inside the block returns.
+    torch 2.1's CPU autocast takes bfloat16 only: asked for float16 it
+    raises on entry ("AutocastCPU only support Bfloat16"); torch 2.13 turns
+    itself off, with a warning, for a dtype it does not take, so the block
+    would run in float32.  Decided by what a product inside the block returns.
     """
     ones = torch.ones(1, 1)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # the "Disabling autocast" warning is the answer here
-        with torch.autocast('cpu', dtype=dtype):
-            return torch.mm(ones, ones).dtype == dtype
+        enabled = torch.is_autocast_cpu_enabled()
+        try:
+            with torch.autocast('cpu', dtype=dtype):
+                return torch.mm(ones, ones).dtype == dtype
+        except RuntimeError:  # torch 2.1 raises after switching autocast off: switch it back
+            torch.set_autocast_cpu_enabled(enabled)
+            return False
