@@ -243,3 +243,36 @@ def test_constants_are_not_state():
         layer(channel_major(torch.randn(1, 6, 9, 11)))
     assert list(layer.state_dict()) == ['weight']
     assert not list(layer.buffers())
+
+
+# ------------------------------------------------- autocast in inference
+def test_autocast_inference_casts_the_weight_once_and_matches_autocast(monkeypatch):
+    """bf16 CPU autocast, inference: the 1x1 layers get their bf16 weight from the layer's
+    constants (one cast per weight version) and give autocast's result."""
+    from mmparc.models.layers import GatedProjection, PointwiseConv2d
+    from mmparc.ops import gated_projection_reference, pointwise_conv2d_reference
+    torch.manual_seed(0)
+    conv, gated = PointwiseConv2d(8, 6), GatedProjection(8, 5, gate_act='gelu')
+    x = torch.randn(2, 8, 5, 7).contiguous(memory_format=torch.channels_last)
+    casts = spy(monkeypatch, conv._constants, 'get')
+    with torch.no_grad(), torch.autocast('cpu', torch.bfloat16):
+        first, second = conv(x), conv(x)
+        expected = pointwise_conv2d_reference(x, conv.weight, conv.bias)
+        gated_out = gated(x, x)
+        gated_expected = gated_projection_reference(x, x, gated.weight, True)
+    assert first.dtype == gated_out.dtype == torch.bfloat16 == expected.dtype
+    assert len(casts) == 2 and len(conv._constants) == 1  # one entry, built once
+    assert torch.equal(first, second)
+    assert (first.float() - expected.float()).abs().max().item() <= 0.02 * (
+        1 + expected.float().abs().max().item())
+    assert (gated_out.float() - gated_expected.float()).abs().max().item() <= 0.02 * (
+        1 + gated_expected.float().abs().max().item())
+    with torch.no_grad():
+        conv.weight.mul_(-1)
+        with torch.autocast('cpu', torch.bfloat16):
+            flipped = conv(x)
+    assert not close(flipped.float(), first.float())
+    # Training under autocast casts as autocast does, with gradients to the fp32 weight.
+    with torch.autocast('cpu', torch.bfloat16):
+        conv(x).float().sum().backward()
+    assert conv.weight.grad is not None and conv.weight.grad.dtype == torch.float32

@@ -142,13 +142,14 @@ class Bench:
     def _onnx_session(self, shape: tuple, threads: int):
         """Export (ParCNetV2 re-parameterised for ``shape``) and open a session."""
         import onnxruntime as ort
-        model = build_model(self.name, self.arch).eval()
+        model = build_model(self.name, self.arch)
+        model.eval()  # (mmpretrain's ConvNeXt.train returns None, so no chaining)
         if self.name in ('fixed', 'global'):
             from mmparc.models.deploy import deploy_model
             deploy_model(model, shape[2:])
         with tempfile.TemporaryDirectory() as tmp:
             path = str(Path(tmp) / 'model.onnx')
-            export_onnx(_LastStage(model), torch.zeros(*shape), path)
+            export_onnx(_LastStage(model).eval(), torch.zeros(*shape), path)
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1

@@ -11,6 +11,8 @@ import torch.nn as nn
 from torch.nn.modules.utils import _pair
 
 from ...ops import depthwise_conv2d, pointwise_conv2d, strided_conv2d
+from ...ops.autocast import autocast_inference
+from ...ops.oversized_conv import InferenceConstants
 
 
 class StridedConv2d(nn.Conv2d):
@@ -24,10 +26,12 @@ class StridedConv2d(nn.Conv2d):
                  padding: int) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride, padding)
         self.weight.data = self.weight.data.contiguous(memory_format=torch.channels_last)
+        self._constants = InferenceConstants()  # the weight in autocast's dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
-        return strided_conv2d(x, self.weight, self.bias, self.stride, self.padding)
+        weight, (x, ) = autocast_inference(self._constants, self.weight, x)
+        return strided_conv2d(x, weight, self.bias, self.stride, self.padding)
 
     @torch.no_grad()
     def fold_input_scale(self, scale: torch.Tensor) -> None:
@@ -75,9 +79,11 @@ class PointwiseConv2d(nn.Module):
         self.bias: Optional[nn.Parameter] = (nn.Parameter(torch.zeros(out_channels))
                                              if bias else None)
         nn.init.kaiming_uniform_(self.weight.view(out_channels, in_channels), a=5**0.5)
+        self._constants = InferenceConstants()  # the weight in autocast's dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return pointwise_conv2d(x, self.weight, self.bias, self.channel_major)
+        weight, (x, ) = autocast_inference(self._constants, self.weight, x)
+        return pointwise_conv2d(x, weight, self.bias, self.channel_major)
 
     @torch.no_grad()
     def fold_input_scale(self, scale: torch.Tensor) -> None:

@@ -3,7 +3,9 @@ import torch
 import torch.nn as nn
 
 from ...ops import gated_projection
+from ...ops.autocast import autocast_inference
 from ...ops.gating import MERGES
+from ...ops.oversized_conv import InferenceConstants
 
 
 class GatedProjection(nn.Module):
@@ -41,9 +43,11 @@ class GatedProjection(nn.Module):
         self.weight = nn.Parameter(torch.empty(shape))
         self.register_parameter('bias', None)  # bias-free, as nn.Linear(bias=False)
         nn.init.kaiming_uniform_(self.weight.view(out_channels, in_channels), a=5**0.5)
+        self._constants = InferenceConstants()  # the weight in autocast's dtype
 
     def forward(self, value: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-        return gated_projection(value, gate, self.weight, self.gate_act == 'gelu', self.merge)
+        weight, (value, gate) = autocast_inference(self._constants, self.weight, value, gate)
+        return gated_projection(value, gate, weight, self.gate_act == 'gelu', self.merge)
 
     def extra_repr(self) -> str:
         merge = '' if self.merge == 'mul' else f', merge={self.merge!r}'
