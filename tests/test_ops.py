@@ -26,6 +26,8 @@ from mmparc.ops import oversized_conv as oversized_module
 from mmparc.ops import strided_conv as strided_module
 from mmparc.ops.oversized_conv import TOEPLITZ_MIN_SIZE, crop_kernel, toeplitz, use_toeplitz
 
+from helpers import assert_close_scaled, max_diff
+
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 
 
@@ -36,19 +38,6 @@ def _linear_on_onednn():
     matmul_module.set_linear_backend('onednn')
     yield
     matmul_module.set_linear_backend(None)
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a.float() - b.float()).abs().max().item()
-
-
-def assert_close_scaled(ours, expected, rtol: float = 1e-5, atol: float = 1e-6) -> None:
-    """Each pair within ``atol + rtol * max|expected|`` (float rounding of large sums)."""
-    for a, b in zip(ours, expected):
-        assert a is not None and b is not None
-        assert a.shape == b.shape
-        assert max_diff(a, b) <= atol + rtol * b.abs().max().item(), (max_diff(a, b),
-                                                                        b.abs().max().item())
 
 
 def layout(x: torch.Tensor, name: str) -> torch.Tensor:
