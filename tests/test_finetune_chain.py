@@ -70,7 +70,7 @@ def _body(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
 def test_classifier_checkpoint_is_a_runner_checkpoint(classifier_checkpoint):
     from mmengine.logging import HistoryBuffer
     with pytest.raises(Exception):
-        torch.load(classifier_checkpoint, map_location='cpu')  # numpy inside: torch refuses
+        torch.load(classifier_checkpoint, map_location='cpu', weights_only=True)  # numpy
     checkpoint = load_checkpoint_file(classifier_checkpoint)
     buffers = checkpoint['message_hub']['log_scalars']
     assert buffers and all(type(b) is HistoryBuffer for b in buffers.values())
