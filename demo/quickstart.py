@@ -17,7 +17,7 @@
 
 Usage, from the checkout's root (``make demo`` runs the first)::
 
-    python -m demo.quickstart                # generated data; see README.md for its run time
+    python -m demo.quickstart                # generated data (run time: docs/get_started.md)
     python -m demo.quickstart /path/to/coco  # your COCO-format dataset
     python -m demo.quickstart --quick        # a few iterations, to check the flow
 
