@@ -276,3 +276,28 @@ def test_autocast_inference_casts_the_weight_once_and_matches_autocast(monkeypat
     with torch.autocast('cpu', torch.bfloat16):
         conv(x).float().sum().backward()
     assert conv.weight.grad is not None and conv.weight.grad.dtype == torch.float32
+
+
+# ------------------------------------------------------- deployed graphs
+@pytest.mark.parametrize('dim', [2, 3])
+def test_toeplitz_matmul_is_the_oversized_convolution(dim):
+    from mmparc.ops.oversized_conv import toeplitz_matmul
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 9, 11)
+    weight = torch.randn(6, 1, 15, 1) if dim == 2 else torch.randn(6, 1, 1, 15)
+    assert close(toeplitz_matmul(x, weight, dim), oversized_conv1d_reference(x, weight, dim))
+
+
+def test_deployed_layer_traces_products_with_constant_matrices():
+    """A deployed layer records a MatMul with one constant per pass (no unfold/flip ops)."""
+    torch.manual_seed(0)
+    layer = OversizedConv1d(6, 15, 'w', 'global')
+    x = torch.randn(1, 6, 9, 11)
+    with torch.no_grad():
+        expected = reference(layer, x)
+        layer.switch_to_deploy(11)
+        traced = torch.jit.trace(layer, (x, ))
+    kinds = {node.kind() for node in traced.inlined_graph.nodes()}
+    assert 'aten::matmul' in kinds and not kinds & {'aten::unfold', 'aten::flip', 'aten::conv2d',
+                                                    'aten::_convolution'}
+    assert close(traced(torch.randn(1, 6, 9, 11) * 0 + x), expected)

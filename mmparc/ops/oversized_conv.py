@@ -258,6 +258,28 @@ def oversized_conv1d_reference(x: torch.Tensor, weight: torch.Tensor, dim: int) 
     return depthwise_conv2d_reference(x, crop_kernel(weight, x.shape[dim], dim))
 
 
+def toeplitz_matmul(x: torch.Tensor, weight: torch.Tensor, dim: int) -> torch.Tensor:
+    """:func:`oversized_conv1d_reference` as products with per-channel Toeplitz matrices.
+
+    Standard operators only (a broadcast ``matmul`` of NCHW ``x`` with
+    ``(C, S, S)`` matrices), so it is what a deployed, fixed-size layer
+    records for export: the runtime does ``S`` multiply-adds per output on
+    its GEMM kernels instead of a depthwise convolution with a kernel up to
+    ``2S - 1`` long (onnxruntime's runs several times slower than its GEMM).
+    Under tracing the matrices are built from the weight's values outside
+    the trace, so that the graph holds them as one constant instead of the
+    hundreds of slices that trace ``unfold``.
+    """
+    _check_kernel(weight, dim)
+    size = x.shape[dim]
+    matrix = toeplitz(crop_kernel(weight, size, dim).flatten(1).to(x.dtype), size)
+    if torch.jit.is_tracing():  # values only: the trace gets one constant
+        matrix = torch.from_numpy(matrix.detach().cpu().numpy().copy()).to(x.device)
+    if dim == 3:
+        return torch.matmul(x, matrix.transpose(1, 2))
+    return torch.matmul(matrix, x)
+
+
 def oversized_conv1d(x: torch.Tensor, weight: torch.Tensor, dim: int,
                      impl: str = 'auto', constants: Optional[InferenceConstants] = None,
                      source: Optional[torch.Tensor] = None) -> torch.Tensor:

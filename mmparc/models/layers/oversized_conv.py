@@ -6,7 +6,8 @@ import torch.nn as nn
 from mmengine.logging import print_log
 
 from ...ops import crop_kernel, oversized_conv1d, resample_kernel
-from ...ops.oversized_conv import IMPLEMENTATIONS, InferenceConstants
+from ...ops.oversized_conv import (IMPLEMENTATIONS, InferenceConstants, toeplitz_matmul,
+                                   use_toeplitz)
 
 KERNEL_MODES = ('fixed', 'global')
 AXES = ('h', 'w')
@@ -70,6 +71,11 @@ class OversizedConv1d(nn.Conv2d):
             raise ValueError(f'this layer was deployed for maps of {self.axis}={self.deploy_size}, '
                              f'got {self.axis}={size}; call switch_to_deploy on a fresh model '
                              'for another input size')
+        if (self.deploy_size is not None and torch.jit.is_tracing()
+                and use_toeplitz(self.deploy_size, self.weight.shape[self.axis_index],
+                                 self.conv_impl)):
+            # Exported at its one size: the Toeplitz products, with constant matrices.
+            return toeplitz_matmul(x, self.weight, self.axis_index)
         if not InferenceConstants.applies(x, self.weight):
             return oversized_conv1d(x, self.kernel(size), self.axis_index, self.conv_impl)
         kernel = (self.weight if self.kernel_mode == 'fixed' else self._constants.get(
