@@ -157,6 +157,33 @@ def test_global_kernels_refuse_a_dynamic_graph():
     assert model.backbone.deploy_input_size == (64, 96)
 
 
+def test_cascade_heads_give_their_top_class_deltas_during_export():
+    # mmdeploy's cascade rewrite asserts class-agnostic boxes before the last
+    # stage; there the heads return each RoI's deltas of its top class.
+    class Head(nn.Module):
+        reg_class_agnostic = False
+
+        def forward(self, x):
+            return x[:, :4], x[:, 4:]  # 3 classes + background; 3 x 4 deltas
+
+    roi_head = nn.Module()
+    roi_head.num_stages = 2
+    roi_head.bbox_head = nn.ModuleList([Head(), Head()])
+    model = nn.Module()
+    model.roi_head = roi_head
+    x = torch.tensor([[0.1, 0.9, 0.2, 5.0] + list(range(12)),   # top class 1 (not bg)
+                      [0.7, 0.1, 0.2, 0.0] + list(range(12, 24))], dtype=torch.float32)
+    with mmdeploy_compat.class_selected_deltas(model):
+        first, last = roi_head.bbox_head
+        assert first.reg_class_agnostic and not last.reg_class_agnostic
+        cls_score, deltas = first(x)
+        assert torch.equal(cls_score, x[:, :4])
+        assert deltas.tolist() == [[4, 5, 6, 7], [12, 13, 14, 15]]
+        assert last(x)[1].shape == (2, 12)
+    assert not first.reg_class_agnostic and 'forward' not in vars(first)
+    assert first(x)[1].shape == (2, 12)
+
+
 # ------------------------------------------------------------ the configs
 def deploy_configs():
     return sorted(p for p in DEPLOY.rglob('*.py') if '_base_' not in p.parts)

@@ -6,7 +6,7 @@ its own export (its ``RewriterContext``) and nowhere else, so training and
 inference in the same process see torch and the model unchanged.  The
 deploy configs in ``configs/mmdeploy/`` import this module
 (``custom_imports``), so ``mmdeploy.apis.torch2onnx`` and mmdeploy's own
-tools get it with them.  It does three things:
+tools get it with them.  It does four things:
 
 * **The exporter** (torch >= 2.9): ``torch.onnx.export`` defaults to
   ``dynamo=True``, another exporter, which needs the ``onnxscript`` package
@@ -27,6 +27,13 @@ tools get it with them.  It does three things:
   as stored: right at any size in ``'fixed'`` mode; ``'global'`` mode would
   need a convolution whose kernel shape follows the input, which the
   exporter cannot express, and stops here with an error saying so.
+* **Cascade heads with class-specific boxes**: mmdeploy's rewrite of
+  ``CascadeRoIHead.predict_bbox`` asserts ``reg_class_agnostic`` in the
+  stages before the last, while the official ParCNetV2 (and ConvNeXt)
+  Cascade Mask R-CNN regresses per class.  During the export those heads
+  return the deltas of each RoI's top-scoring class
+  (:func:`class_selected_deltas`), which is what mmdet's
+  ``regress_by_class`` refines the RoIs with.
 
 :func:`export_shims` holds the first two as a context manager, each applied
 only where the running torch needs it (on torch 2.1 it changes nothing).
@@ -104,11 +111,39 @@ def resolve_kernels(model: nn.Module, inputs: torch.Tensor, dynamic: bool) -> No
         backbone.switch_to_deploy(tuple(int(s) for s in inputs.shape[2:]))
 
 
+def _top_class_deltas(head: nn.Module, forward: Callable[..., Any], x: torch.Tensor) -> Any:
+    """``head.forward(x)`` with each RoI's box deltas of its top foreground class only."""
+    cls_score, bbox_pred = forward(x)
+    label = cls_score[:, :-1].argmax(dim=1)  # as mmdet's CascadeRoIHead, background last
+    deltas = bbox_pred.view(bbox_pred.size(0), -1, 4)
+    return cls_score, deltas.gather(1, label[:, None, None].expand(-1, 1, 4)).squeeze(1)
+
+
+@contextlib.contextmanager
+def class_selected_deltas(model: nn.Module) -> Iterator[None]:
+    """Inside: class-specific box heads of a cascade's earlier stages act class-agnostic."""
+    roi_head = getattr(model, 'roi_head', None)
+    heads = getattr(roi_head, 'bbox_head', None)
+    changed = []
+    if getattr(roi_head, 'num_stages', 1) > 1 and isinstance(heads, nn.ModuleList):
+        for head in list(heads)[:-1]:
+            if not head.reg_class_agnostic:
+                head.forward = functools.partial(_top_class_deltas, head, head.forward)
+                head.reg_class_agnostic = True
+                changed.append(head)
+    try:
+        yield
+    finally:
+        for head in changed:
+            del head.forward
+            head.reg_class_agnostic = False
+
+
 @FUNCTION_REWRITER.register_rewriter('torch.onnx.export')
 def torchscript_onnx_export(model: nn.Module, args: Any, *rest: Any, **kwargs: Any) -> Any:
     """mmdeploy's call of ``torch.onnx.export``: kernels resolved, inside :func:`export_shims`."""
     ctx = FUNCTION_REWRITER.get_context()
     inputs = args if isinstance(args, torch.Tensor) else args[0]
     resolve_kernels(model, inputs, is_dynamic_shape(ctx.cfg))
-    with export_shims():
+    with export_shims(), class_selected_deltas(model):
         return with_torchscript_exporter(ctx.origin_func)(model, args, *rest, **kwargs)
