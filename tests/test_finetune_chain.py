@@ -1,6 +1,6 @@
 """Pretrain, then fine-tune: an mmpretrain Runner checkpoint becomes a det/seg backbone.
 
-The README's chain: train a classifier with ``configs/imagenet_parcnetv2_*.py``,
+The chain of docs/checkpoints.md: train a classifier with ``configs/imagenet_parcnetv2_*.py``,
 then point a det/seg config's backbone at its checkpoint with
 ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.  The
 classifier here is the ImageNet config's model at a tiny custom arch, trained
@@ -84,7 +84,7 @@ def test_runner_classifier_checkpoint_initialises_dense_backbone(classifier_run,
     cfg = Config.fromfile(str(CONFIGS / config))
     backbone = cfg.model.backbone
     backbone.arch = ARCH
-    # what the README says to do with an mmpretrain-trained classifier
+    # what docs/checkpoints.md says to do with an mmpretrain-trained classifier
     backbone.init_cfg = dict(type='Pretrained', checkpoint=str(classifier_checkpoint),
                              prefix='backbone.')
     if scope == 'mmdet':

@@ -1,7 +1,7 @@
-"""The README's "existing MMLab project" snippet on mmdet's and mmseg's own bases.
+"""The docs' "in your own config" snippets on mmdet's and mmseg's own bases.
 
-Each user config below is written exactly as the README shows it (the
-texts are the README's code blocks), inherits an upstream config through
+Each user config below is written exactly as the docs show it (the
+texts are their code blocks), inherits an upstream config through
 ``mmdet::`` / ``mmseg::``, and must build and run one forward pass on a tiny
 input.  Two fixes make that work, and the negative tests pin down why each
 is needed: ``_delete_=True`` drops the base's ResNet arguments (``depth``,
@@ -18,8 +18,8 @@ from mmengine.registry import init_default_scope
 
 import mmparc  # noqa: F401  (registers ParCNetV2)
 
-# ---- the README's snippets (keep in step with README "Using it from an
-# existing MMLab project")
+# ---- the snippets of README.md and docs/get_started.md (keep in step with
+# "In your own config")
 MMDET_SNIPPET = '''\
 custom_imports = dict(imports=['mmparc'], allow_failed_imports=False)
 model = dict(
