@@ -4,6 +4,9 @@ has a fallback, and each fallback is run here on whichever torch is installed
 
 * ``torch.compiler.is_compiling`` (torch 2.3+) -> ``torch._utils.is_compiling``
   (:func:`mmparc.ops.dispatch.compile_probe`);
+* ``torch.is_autocast_enabled('cpu')`` / ``torch.get_autocast_dtype('cpu')``
+  (torch 2.4+) -> ``torch.is_autocast_cpu_enabled()`` /
+  ``torch.get_autocast_cpu_dtype()`` (:data:`mmparc.ops.dispatch.CPU_AUTOCAST`);
 * ``torch.onnx.export(dynamo=...)`` -> no keyword
   (``tools/deployment/export_onnx.py``);
 * float16 CPU autocast (torch 2.1: bfloat16 only) -> detected
@@ -65,6 +68,36 @@ def test_compile_probe_sees_torch_compile(monkeypatch, fallback):
         assert torch.equal(shifted(x), x)
         assert torch.equal(torch.compile(shifted, backend='eager')(x), x + 1)
         assert not dispatch.is_recording()
+
+
+# ------------------------------------------------------ CPU autocast's state
+def _pre_2_4_is_autocast_enabled() -> bool:
+    """torch 2.1's ``torch.is_autocast_enabled``: no device argument."""
+    return torch.is_autocast_enabled()
+
+
+@pytest.mark.parametrize('fallback', [False, True], ids=['installed', 'pre-2.4-fallback'])
+def test_cpu_autocast_queries(fallback):
+    """The state ops read (oneDNN's product stays off, inference casts the weight
+    once), eagerly and inside ``torch.compile``, with either set of queries."""
+    queries = (dispatch.cpu_autocast_queries(_pre_2_4_is_autocast_enabled) if fallback
+               else dispatch.CPU_AUTOCAST)
+    assert (queries.enabled is torch.is_autocast_cpu_enabled) == (
+        fallback or TORCH < Version('2.4'))
+
+    def state(x: torch.Tensor) -> torch.Tensor:
+        on = queries.enabled()
+        return x + (10.0 if on else 0.0) + (queries.dtype() == torch.bfloat16 and on)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(state, backend='eager')
+    x = torch.zeros(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # torch 2.13 deprecates the pre-2.4 queries
+        for run in (state, compiled):
+            assert torch.equal(run(x), x)
+            with torch.autocast('cpu', dtype=torch.bfloat16):
+                assert torch.equal(run(x), x + 11)
 
 
 # ------------------------------------------------------------- the exporter

@@ -14,22 +14,14 @@ from typing import Optional, Tuple
 
 import torch
 
-from .dispatch import as_dtype
+from .dispatch import CPU_AUTOCAST, as_dtype
 from .oversized_conv import InferenceConstants
 
 
 def cpu_autocast_dtype() -> Optional[torch.dtype]:
     """CPU autocast's lower-precision dtype while it is on, else ``None``."""
-    try:
-        enabled = torch.is_autocast_enabled('cpu')
-    except TypeError:  # torch < 2.4
-        enabled = torch.is_autocast_cpu_enabled()
-    if not enabled:
-        return None
-    try:
-        return torch.get_autocast_dtype('cpu')
-    except (AttributeError, TypeError):  # torch < 2.4
-        return torch.get_autocast_cpu_dtype()
+    # The queries of this torch (2.1's differ), chosen once: see dispatch.CPU_AUTOCAST.
+    return CPU_AUTOCAST.dtype() if CPU_AUTOCAST.enabled() else None
 
 
 def autocast_inference(constants: InferenceConstants, weight: torch.Tensor,

@@ -19,7 +19,7 @@ device, so the CPU test suite runs exactly the branches CUDA takes.
 """
 import contextlib
 import threading
-from typing import Callable, ContextManager, Iterator, Optional, Sequence
+from typing import Callable, ContextManager, Iterator, NamedTuple, Optional, Sequence
 
 import torch
 
@@ -69,6 +69,41 @@ def compile_probe(compiler: object = torch.compiler) -> Callable[[], bool]:
 
 
 _is_compiling = compile_probe()
+
+
+class CpuAutocastQueries(NamedTuple):
+    """CPU autocast's state: whether it is on, and its lower-precision dtype."""
+
+    enabled: Callable[[], bool]
+    dtype: Callable[[], torch.dtype]
+
+
+def cpu_autocast_queries(is_autocast_enabled: Callable[..., bool] = torch.is_autocast_enabled
+                         ) -> CpuAutocastQueries:
+    """The functions that read CPU autocast's state on this torch.
+
+    ``torch.is_autocast_enabled('cpu')`` and ``torch.get_autocast_dtype('cpu')``
+    from torch 2.4; before, ``torch.is_autocast_cpu_enabled()`` and
+    ``torch.get_autocast_cpu_dtype()`` (deprecated since).  Chosen once,
+    here: a per-call ``try`` would meet a TypeError on torch 2.1 inside
+    ``torch.compile``, which TorchDynamo 2.1 cannot trace.
+    """
+    try:
+        is_autocast_enabled('cpu')
+    except TypeError:
+        return CpuAutocastQueries(torch.is_autocast_cpu_enabled, torch.get_autocast_cpu_dtype)
+    return CpuAutocastQueries(_cpu_autocast_enabled, _cpu_autocast_dtype)
+
+
+def _cpu_autocast_enabled() -> bool:
+    return torch.is_autocast_enabled('cpu')
+
+
+def _cpu_autocast_dtype() -> torch.dtype:
+    return torch.get_autocast_dtype('cpu')
+
+
+CPU_AUTOCAST = cpu_autocast_queries()
 
 
 def is_recording() -> bool:

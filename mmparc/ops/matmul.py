@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd import forward_ad
 
-from .dispatch import needs_grad, on_devices
+from .dispatch import CPU_AUTOCAST, needs_grad, on_devices
 
 _X86 = platform.machine().lower() in ('x86_64', 'amd64', 'i686', 'x86')
 
@@ -72,11 +72,8 @@ def linear_reference(x: torch.Tensor, weight: torch.Tensor,
 
 
 def _cpu_autocast() -> bool:
-    """Whether CPU autocast is on (``is_autocast_enabled`` takes a device from torch 2.4)."""
-    try:
-        return torch.is_autocast_enabled('cpu')
-    except TypeError:
-        return torch.is_autocast_cpu_enabled()
+    """Whether CPU autocast is on (the query of this torch: :data:`.dispatch.CPU_AUTOCAST`)."""
+    return CPU_AUTOCAST.enabled()
 
 
 def onednn_applies(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> bool:
