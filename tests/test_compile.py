@@ -34,3 +34,25 @@ def test_compiled_backbone_is_one_graph_with_eager_results(kernel_mode):
                                       list(model.parameters()))
     for ours, eager in zip(grads, eager_grads):
         assert (ours - eager).abs().max().item() <= 1e-4 * (1 + eager.abs().max().item())
+
+
+def test_compiled_oversized_convolution_takes_the_gemm_form():
+    """Under ``torch.compile`` the oversized kernels run as Toeplitz products (``matmul``),
+    as in eager mode, not as the depthwise convolution the reference formula uses."""
+    from mmparc.models.layers import OversizedConv1d
+    torch._dynamo.reset()
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    layer = OversizedConv1d(6, 15, 'w', 'global').eval()
+    x = torch.randn(2, 6, 9, 11)
+    with torch.no_grad():
+        out = torch.compile(layer, backend=backend, fullgraph=True)(x)
+        expected = layer(x)
+    targets = {str(node.target) for gm in graphs for node in gm.graph.nodes}
+    assert any('matmul' in t for t in targets), targets
+    assert not any('conv2d' in t for t in targets), targets
+    assert (out - expected).abs().max().item() < 1e-5

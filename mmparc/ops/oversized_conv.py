@@ -23,7 +23,14 @@ everywhere on CPU (3-10x slower than the Toeplitz form at these sizes).
 
 Reference: :func:`oversized_conv1d_reference` (``F.conv2d``).  It is what
 tracing records, so FLOP counters count the convolution (``K`` taps), as the
-paper does, not the GEMM form.
+paper does, not the GEMM form.  Two recorded graphs take the GEMM form in
+standard operators instead (:func:`toeplitz_matmul`), where the direct form
+is what makes them slow: ``torch.compile`` (wherever ``'auto'`` would take
+GEMM) and the export of a deployed, fixed-size layer.
+
+In inference, the Toeplitz matrices (and the layer's resampled kernels)
+are kept between calls while the weight is unchanged
+(:class:`InferenceConstants`).
 """
 from typing import Callable, Dict, Hashable, Optional
 
@@ -31,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from .depthwise_conv import depthwise_conv2d, depthwise_conv2d_reference, is_channel_major
-from .dispatch import as_dtype, is_recording, needs_grad, on_devices, path_device
+from .dispatch import _is_compiling, as_dtype, is_recording, needs_grad, on_devices, path_device
 
 IMPLEMENTATIONS = ('auto', 'direct', 'toeplitz')
 # Per device type: a pass goes to GEMM while the axis is at most this many
@@ -296,6 +303,9 @@ def oversized_conv1d(x: torch.Tensor, weight: torch.Tensor, dim: int,
     weight = crop_kernel(weight, size, dim)
     gemm = use_toeplitz(size, weight.shape[dim], impl, path_device(x))
     if not on_devices(x, ('cpu', 'cuda')):
+        if gemm and _is_compiling() and path_device(x) in ('cpu', 'cuda'):
+            # torch.compile: the GEMM form too, in standard operators it can compile.
+            return toeplitz_matmul(x, weight, dim)
         return depthwise_conv2d_reference(x, weight)
     channel_major = is_channel_major(x)
     if not gemm:
