@@ -166,7 +166,10 @@ def test_vis_kernels_bad_input_is_one_line(checkpoints, tmp_path, args, message)
 
 
 # ------------------------------------------------------------- Grad-CAM
-def test_vis_cam_compare_matches_pytorch_grad_cam(checkpoints, images, tmp_path):
+def test_vis_cam_compare_matches_pytorch_grad_cam(checkpoints, images, tmp_path, monkeypatch):
+    # The tool's process and this one compute the same model: the same 1x1 product
+    # backend in both (each would otherwise pick its own by timing).
+    monkeypatch.setenv('MMPARC_LINEAR_BACKEND', 'blas')
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.image import show_cam_on_image
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
