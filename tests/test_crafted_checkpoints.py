@@ -646,7 +646,10 @@ for i, item in enumerate(json.loads(sys.argv[3])):
             text = str(err) if type(err).__name__ == 'CheckpointError' else ''
             outcome = ['refused', type(err).__name__, text]
         report.append([path, entry, outcome, time.time() - start, os.path.exists(marker)])
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# Peak resident memory of this process image: VmHWM starts anew at exec, while
+# ru_maxrss carries the parent's peak across it (a pytest worker's, after a Runner).
+rss = next(int(line.split()[1]) for line in open('/proc/self/status')
+           if line.startswith('VmHWM:'))
 print('ENTRIES ' + json.dumps({'report': report, 'max_rss_kb': rss}))
 '''
 
