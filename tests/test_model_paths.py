@@ -80,7 +80,8 @@ def test_torch_compile_inductor_matches_eager():
     eager_grads = torch.autograd.grad(sum(o.square().mean() for o in expected),
                                       list(model.parameters()))
     assert_close_scaled(outs, expected, atol=1e-4)
-    assert_close_scaled(grads, eager_grads, rtol=1e-4, atol=1e-6)
+    # Inductor reorders reductions (torch 2.1: 1.05e-4 of the largest gradient).
+    assert_close_scaled(grads, eager_grads, rtol=5e-4, atol=1e-6)
 
 
 @CUDA
