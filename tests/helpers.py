@@ -91,3 +91,9 @@ def check_against_official(model: torch.nn.Module, official: Dict[str, torch.Ten
     model.eval()
     with torch.inference_mode(), paths():
         assert_close_scaled(model(x), expected, atol=1e-4)
+
+
+# Each variant's classifier backbone, exactly (mmparc.analysis.complexity at 224x224):
+# held by test_complexity.py, quoted by the metafile (test_model_index.py).
+PARAMS = {'xt': 7_427_720, 't': 24_935_144, 's': 39_436_520, 'b': 56_368_360}
+MACS = {'xt': 1_553_450_688, 't': 4_269_262_848, 's': 7_780_629_504, 'b': 12_491_872_128}

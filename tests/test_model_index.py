@@ -113,11 +113,11 @@ def test_mim_search_lists_every_config(searched):
 
 def test_metafile_parameters_are_the_configs():
     """Parameters: each config's model (no checkpoint) counted; FLOPs of the
-    classifiers: the exact counts that tests/test_complexity.py holds."""
+    classifiers: the exact counts that tests/helpers.py holds."""
     from mmengine.registry import init_default_scope
 
     import mmparc  # noqa: F401
-    from test_complexity import MACS, PARAMS
+    from helpers import MACS, PARAMS
     models = {m['Name']: m for m in _metafile()['Models']}
     assert sorted(models) == sorted(CONFIGS)
     for name, entry in models.items():
