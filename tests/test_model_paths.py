@@ -12,7 +12,8 @@ import torch
 from mmparc.models import OversizedConv2d, ParCNetV2
 from mmparc.ops import reference_ops
 
-from helpers import assert_close_scaled, check_against_official, max_diff, official_model
+from helpers import (INDUCTOR_ONE_THREAD_WRONG, INDUCTOR_ONE_THREAD_WRONG_REASON, assert_close_scaled,
+                     check_against_official, max_diff, official_model)
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 
@@ -66,10 +67,22 @@ CXX = [name for name in ('g++', 'c++', 'clang++') if shutil.which(name)]
 @pytest.mark.slow
 @pytest.mark.skipif(not CXX, reason="torch.compile's inductor backend builds the C++ it "
                     'generates for CPU kernels: no C++ compiler (g++, c++, clang++) on PATH')
+@pytest.mark.xfail(INDUCTOR_ONE_THREAD_WRONG, strict=True,
+                   reason=INDUCTOR_ONE_THREAD_WRONG_REASON)
 def test_torch_compile_inductor_matches_eager():
     """What users of ``torch.compile`` get (inductor's generated kernels): xt at 64x64,
-    forward and gradients of a training pass against eager mode.  Compiling takes
-    about two minutes of one core."""
+    forward and gradients of a training pass against eager mode, at one intra-op
+    thread (what the suite's workers run; torch 2.1 differs by thread count).
+    Compiling takes about two minutes of one core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _compile_and_compare()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _compile_and_compare() -> None:
     torch._dynamo.reset()
     model, _ = official_model('global', seed=5)
     model.train()
@@ -80,8 +93,7 @@ def test_torch_compile_inductor_matches_eager():
     eager_grads = torch.autograd.grad(sum(o.square().mean() for o in expected),
                                       list(model.parameters()))
     assert_close_scaled(outs, expected, atol=1e-4)
-    # Inductor reorders reductions (torch 2.1: 1.05e-4 of the largest gradient).
-    assert_close_scaled(grads, eager_grads, rtol=5e-4, atol=1e-6)
+    assert_close_scaled(grads, eager_grads, rtol=1e-4, atol=1e-6)
 
 
 @CUDA

@@ -17,7 +17,7 @@ from typing import List, NamedTuple
 
 import pytest
 
-from helpers import REPO
+from helpers import INDUCTOR_ONE_THREAD_WRONG, INDUCTOR_ONE_THREAD_WRONG_REASON, REPO
 
 pytestmark = pytest.mark.slow
 
@@ -176,7 +176,16 @@ def test_mutation_list_is_sound():
         assert count == 1, f'{mutation.name}: snippet found {count} times in {mutation.path}'
 
 
-TARGET_FILES = sorted({m.test.split('::')[0] for m in MUTATIONS})
+
+
+def _runs_here(mutation: Mutation) -> bool:
+    """Whether the target can pass unmutated on this torch (the inductor test is an
+    expected failure where torch's inductor itself is wrong)."""
+    return not (INDUCTOR_ONE_THREAD_WRONG and 'inductor' in mutation.test)
+
+
+RUNNABLE = [m for m in MUTATIONS if _runs_here(m)]
+TARGET_FILES = sorted({m.test.split('::')[0] for m in RUNNABLE})
 
 
 @pytest.fixture(scope='module')
@@ -189,13 +198,15 @@ def test_targets_pass_unmutated(pristine, test_file):
     """The targets of one test file pass in an unmutated copy, run as the mutated
     ones are (one process per file, as the suite groups them): a target failing
     there would "catch" any bug."""
-    targets = sorted({m.test for m in MUTATIONS if m.test.split('::')[0] == test_file})
+    targets = sorted({m.test for m in RUNNABLE if m.test.split('::')[0] == test_file})
     result = run_tests(pristine, targets)
     assert result.returncode == 0, f'targets fail without any bug:\n{tail(result)}'
     assert f'{len(targets)} passed' in result.stdout, tail(result)
 
 
-@pytest.mark.parametrize('mutation', MUTATIONS, ids=[m.name for m in MUTATIONS])
+@pytest.mark.parametrize('mutation', [
+    pytest.param(m, id=m.name, marks=() if _runs_here(m) else pytest.mark.skip(
+        reason=INDUCTOR_ONE_THREAD_WRONG_REASON)) for m in MUTATIONS])
 def test_planted_bug_is_caught(tmp_path, mutation):
     root = make_copy(tmp_path)
     plant(root, mutation)
