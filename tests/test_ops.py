@@ -382,6 +382,27 @@ def test_gated_projection_recomputes_and_matches(monkeypatch, gelu, memory):
     assert bool(onednn) == matmul_module.ONEDNN
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize('memory', ['channels_last', 'contiguous'])
+def test_gated_projection_inference_leaves_its_inputs(dtype, memory):
+    """The halves of one map (as the MLP's fc1 gives them): GELU runs in place only
+    on a copy of its own, never on the caller's gate."""
+    hidden = layout(torch.randn(2, 12, 5, 7), memory).to(dtype)
+    value, gate = hidden.split(6, dim=1)
+    weight = torch.randn(4, 6).to(dtype)
+    before = hidden.clone()
+    with torch.inference_mode():
+        out = gated_projection(value, gate, weight, True)
+    assert torch.equal(hidden, before)
+    expected = gated_projection_reference(value.float(), gate.float(), weight.float(), True)
+    assert_close_scaled([out.float()], [expected], 1e-5 if dtype == torch.float32 else 2e-2)
+    dense = layout(torch.randn(2, 6, 5, 7), 'channels_last').to(dtype)  # dense pixel rows
+    kept = dense.clone()
+    with torch.inference_mode():
+        gated_projection(dense, dense, weight, True)
+    assert torch.equal(dense, kept)
+
+
 # -------------------------------------------------------- oversized conv
 def full_length(x: torch.Tensor, kernel_h: torch.Tensor, kernel_w: torch.Tensor) -> torch.Tensor:
     """Independent formula: conv2d with the whole (uncropped) 1-D kernels."""
