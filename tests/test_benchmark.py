@@ -102,3 +102,37 @@ def test_docs_refuse_a_file_without_markers(tmp_path):
     with pytest.raises(ValueError, match='markers'):
         docs.main([str(path), '--write', str(target)])
     assert target.read_text() == '# Performance\n'
+
+
+def test_settle_pause_comes_before_each_timed_call_and_outside_it(monkeypatch):
+    """With ``settle_s`` every sample reads: sleep, clock, one step, clock (in that
+    order), so the pause that lets other models' threads stop spinning is never timed."""
+    import torch
+
+    from mmparc.benchmark import timing as timing_module
+    events = []
+
+    class Fake:
+        device = torch.device('cpu')
+
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def step(self, x: torch.Tensor, train: bool) -> None:
+            events.append(('step', self.name))
+
+    monkeypatch.setattr(timing_module.time, 'sleep', lambda s: events.append(('sleep', s)))
+    ticks = iter(range(100))
+
+    def clock() -> float:
+        events.append(('clock', ))
+        return float(next(ticks))
+
+    out = timing_module.time_config({'a': Fake('a'), 'b': Fake('b')}, 1, 4, 4, False,
+                                    repeats=3, max_call=10.0, clock=clock, settle_s=0.25)
+    assert [len(v['samples_s']) for v in out.values()] == [3, 3]
+    timed = [i for i, e in enumerate(events) if e == ('clock', )][::2]  # each sample's start
+    assert len(timed) == 6
+    for start in timed:
+        assert events[start - 1] == ('sleep', 0.25)
+        assert events[start + 1][0] == 'step' and events[start + 2] == ('clock', )

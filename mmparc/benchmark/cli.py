@@ -32,7 +32,7 @@ from .memory import probe_memory
 from .models import BACKENDS, DTYPES, LABELS, MODELS, Bench
 from .products import products_table, time_products
 from .report import goal_cells, goal_table, memory_table, plot, timing_table
-from .timing import CONFIGS, GPU_CONFIGS, QUICK_CONFIGS, pick_clock, time_config
+from .timing import CONFIGS, GPU_CONFIGS, QUICK_CONFIGS, SETTLE_S, pick_clock, time_config
 
 MEMORY_CONFIG = '800x1216 b1'
 COMPILED = ('convnext', 'fixed', 'global')  # those of --models that other --backends also run
@@ -181,7 +181,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                                    and not (dtype != 'fp32' and b.backend == 'onnxruntime')}
                     count = max(1, round(repeats[train] * args.repeat_scale))
                     timings = time_config(row_benches, batch, height, width, train, count,
-                                          args.max_call, clock)
+                                          args.max_call, clock,
+                                          SETTLE_S if threads > 1 else 0.0)
                     results.append({'threads': threads, 'clock': clock_name, 'config': label,
                                     'batch': batch, 'height': height, 'width': width,
                                     'dtype': dtype, 'mode': mode, 'repeats': count,

@@ -21,15 +21,27 @@ GPU_CONFIGS: Sequence[Config] = (('224 b64', 64, 224, 224, (20, 10)),
                                  ('800x1216 b2', 2, 800, 1216, (20, 10)))
 
 
+# Pause before each timed call with more than one intra-op thread.  The
+# previous model's worker threads keep spinning after its call returns
+# (onnxruntime's pool for milliseconds, OpenMP's briefly) and hold cores the
+# next model's threads need.  Measured at 2 threads on 2 cores, two
+# onnxruntime sessions interleaved: ConvNeXt-T 59 ms and ParCNetV2-T 60 ms
+# per 224 b1 forward without a pause, 34 and 36 ms with 0.1 s, as each runs
+# alone.  One thread shares no cores, and its clock (CPU time) is immune.
+SETTLE_S = 0.1
+
+
 def time_config(benches: Dict[str, Bench], batch: int, height: int, width: int, train: bool,
-                repeats: int, max_call: float, clock: Clock) -> Dict[str, dict]:
+                repeats: int, max_call: float, clock: Clock,
+                settle_s: float = 0.0) -> Dict[str, dict]:
     """Interleaved timings (seconds) of one configuration.
 
     Each model is first called once untimed (warm-up: allocations, oneDNN
     primitives, the linear backend's calibration, compilation), then once
     more as its first sample.  A model whose first sample took over
     ``max_call`` seconds is not run again: that one call is its sample,
-    marked ``single``.
+    marked ``single``.  ``settle_s``: seconds slept before each timed call
+    (see :data:`SETTLE_S`).
     """
     torch.manual_seed(0)
     x = torch.randn(batch, 3, height, width).to(next(iter(benches.values())).device)
@@ -37,6 +49,7 @@ def time_config(benches: Dict[str, Bench], batch: int, height: int, width: int, 
     single = set()
     for name, bench in benches.items():
         bench.step(x, train)  # warm-up
+        time.sleep(settle_s)
         start = clock()
         bench.step(x, train)
         samples[name] = [clock() - start]
@@ -46,6 +59,7 @@ def time_config(benches: Dict[str, Bench], batch: int, height: int, width: int, 
         for name, bench in benches.items():
             if name in single:
                 continue
+            time.sleep(settle_s)
             start = clock()
             bench.step(x, train)
             samples[name].append(clock() - start)
