@@ -67,11 +67,20 @@ def summary() -> dict:
             'results': RESULTS, 'memory': MEMORY, 'goal_cells': goal_cells(RESULTS, MEMORY)}
 
 
-def test_machine_info_names_cpu_versions_and_date():
+def test_machine_info_names_cpu_versions_and_date(monkeypatch):
+    from mmparc.benchmark.machine import describe
+    monkeypatch.delenv('MALLOC_MMAP_THRESHOLD_', raising=False)
     info = machine_info()
     assert info['cpu'] and info['cores'] >= 1 and info['torch']
     assert info['date'].endswith('UTC')
+    assert 'MALLOC_MMAP_THRESHOLD_' not in info['environment']
     json.dumps(info)
+    monkeypatch.setenv('MALLOC_MMAP_THRESHOLD_', '33554432')
+    monkeypatch.setenv('HOME_AWAY', 'not a tuning variable')
+    info = machine_info()
+    assert info['environment']['MALLOC_MMAP_THRESHOLD_'] == '33554432'
+    assert 'HOME_AWAY' not in info['environment']
+    assert 'MALLOC_MMAP_THRESHOLD_=33554432' in describe(info)
 
 
 def test_docs_tables_are_rendered_from_the_json(tmp_path):
@@ -136,3 +145,50 @@ def test_settle_pause_comes_before_each_timed_call_and_outside_it(monkeypatch):
     for start in timed:
         assert events[start - 1] == ('sleep', 0.25)
         assert events[start + 1][0] == 'step' and events[start + 2] == ('clock', )
+
+
+def test_onnx_profile_classes_nodes_and_counts_their_multiply_adds(tmp_path):
+    """A graph with one node of each class, run under onnxruntime's profiler."""
+    pytest.importorskip('onnxruntime')
+    import torch
+
+    from mmparc.benchmark.models import export_onnx
+    from mmparc.benchmark.onnx_profile import profile_model, profile_table
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pointwise = torch.nn.Conv2d(16, 32, 1)
+            self.depthwise = torch.nn.Conv2d(32, 32, 3, padding=1, groups=32)
+            self.dense = torch.nn.Conv2d(32, 16, 3, padding=1)  # (NCHWc pads to 16)
+            self.matrix = torch.nn.Parameter(torch.randn(8, 5))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.matmul(self.dense(self.depthwise(self.pointwise(x))), self.matrix)
+
+    path = str(tmp_path / 'tiny.onnx')
+    export_onnx(Tiny().eval(), torch.zeros(1, 16, 6, 8), path)
+    summary = profile_model(path, (1, 16, 6, 8), threads=1, runs=3, warmup=1)
+    classes = summary['classes']
+    assert classes['Conv 1x1']['macs'] == 32 * 48 * 16
+    assert classes['Conv depthwise']['macs'] == 32 * 48 * 9
+    assert classes['Conv']['macs'] == 16 * 48 * 32 * 9
+    assert classes['MatMul']['macs'] == 16 * 6 * 5 * 8
+    assert all(c['ms'] > 0 and c['nodes'] == 1 for c in classes.values() if c['macs'])
+    table = profile_table('tiny', summary)
+    assert 'Conv 1x1' in table and 'GMAC/s' in table
+
+
+def test_onnx_profile_command_writes_its_json(tmp_path):
+    """``benchmark.py --onnx-profile``: the deployed ParCNetV2-T, profiled, in JSON."""
+    pytest.importorskip('onnxruntime')
+    from mmparc.benchmark import cli
+    result = cli.main(['--onnx-profile', '--configs', '224 b1', '--models', 'fixed',
+                       '--threads', '1', '--out', str(tmp_path)])
+    written = json.loads((tmp_path / 'onnx_profile.json').read_text())
+    assert written['profiles'][0]['model'] == 'fixed' == result['profiles'][0]['model']
+    classes = written['profiles'][0]['classes']
+    assert classes['Conv 1x1']['macs'] > 3e9  # ParCNetV2-T's 1x1 layers at 224: 3.74 GMAC
+    assert 'MatMul' in classes  # the deployed oversized kernels, as Toeplitz products
+    with pytest.raises(SystemExit, match='separate runs'):
+        cli.main(['--onnx-profile', '--products', '--out', str(tmp_path)])

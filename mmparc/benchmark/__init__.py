@@ -2,7 +2,8 @@
 
 One job per module: :mod:`.machine` (what the numbers were measured on),
 :mod:`.models` (the backbones, eager, compiled or in onnxruntime),
-:mod:`.timing` (interleaved timings), :mod:`.memory` (peak RSS of a training
+:mod:`.timing` (interleaved timings), :mod:`.onnx_profile` (onnxruntime's time per
+class of node), :mod:`.memory` (peak RSS of a training
 step, in a fresh process), :mod:`.products` (each 1x1 layer's product on
 oneDNN and on BLAS), :mod:`.report` (text tables and the goal cells) and
 :mod:`.docs` (the Markdown tables of ``docs/performance.md``, rendered from

@@ -10,7 +10,9 @@ the goal cells (each ratio beside its target) and peak memory, and writes
 ``benchmark.json`` and ``benchmark.png`` to ``--out`` (and the JSON to
 ``--json``, from which ``python -m mmparc.benchmark.docs`` renders the
 tables of ``docs/performance.md``).  ``--products`` times each 1x1 layer's
-product on oneDNN and on BLAS instead (``products.json``).
+product on oneDNN and on BLAS instead (``products.json``); ``--onnx-profile``
+runs each deployed model under onnxruntime's profiler instead and prints
+its time and multiply-adds per class of node (``onnx_profile.json``).
 
 On a GPU (``--device cuda``) the clock is the wall clock after
 ``torch.cuda.synchronize()``, the default configurations are the GPU ones
@@ -21,6 +23,7 @@ import json
 import os
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -29,7 +32,8 @@ import torch
 from ..engine.amp import cpu_autocast_supports
 from .machine import describe, machine_info
 from .memory import probe_memory
-from .models import BACKENDS, DTYPES, LABELS, MODELS, Bench
+from .models import BACKENDS, DTYPES, LABELS, MODELS, Bench, export_for_onnxruntime
+from .onnx_profile import profile_model, profile_table
 from .products import products_table, time_products
 from .report import goal_cells, goal_table, memory_table, plot, timing_table
 from .timing import CONFIGS, GPU_CONFIGS, QUICK_CONFIGS, SETTLE_S, pick_clock, time_config
@@ -69,6 +73,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--no-memory', action='store_true', help='skip the memory probes')
     parser.add_argument('--products', action='store_true',
                         help="time the 1x1 layers' ops with oneDNN and with BLAS only")
+    parser.add_argument('--onnx-profile', action='store_true',
+                        help="profile the forward pass of each config in onnxruntime only "
+                             "(the convnext, fixed and global models of --models): time and "
+                             "multiply-adds per class of node")
     parser.add_argument('--out', default='outputs/benchmark')
     parser.add_argument('--json', help='also write the summary to this JSON file')
     parser.add_argument('--note', default='',
@@ -126,6 +134,27 @@ def run_products(args: argparse.Namespace, command: str) -> dict:
     return summary
 
 
+def run_onnx_profile(args: argparse.Namespace, command: str) -> dict:
+    threads = args.threads[0] or os.cpu_count()
+    torch.set_num_threads(threads)
+    info = machine_info()
+    print(describe(info), flush=True)
+    profiles = []
+    for config, batch, height, width, _ in select_configs(args, torch.device('cpu')):
+        for name in [n for n in COMPILED if n in args.models]:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = str(Path(tmp) / 'model.onnx')
+                export_for_onnxruntime(name, args.arch, (batch, 3, height, width), path)
+                summary = profile_model(path, (batch, 3, height, width), threads)
+            profiles.append(dict(summary, config=config, model=name))
+            print(profile_table(f'{config} {LABELS[name]}', summary), flush=True)
+    result = {'machine': info, 'command': command, 'arch': args.arch, 'profiles': profiles}
+    write_json(Path(args.out) / 'onnx_profile.json', result)
+    if args.json:
+        write_json(Path(args.json), result)
+    return result
+
+
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
@@ -142,10 +171,14 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         _fail('--backends compile/onnxruntime are benchmarked on the CPU only')
     if any(t < 0 for t in args.threads):
         _fail(f'--threads must be >= 0, got {args.threads}')
+    if args.products and args.onnx_profile:
+        _fail('--products and --onnx-profile are separate runs; choose one')
+    if (args.products or args.onnx_profile) and device.type != 'cpu':
+        _fail('--products and --onnx-profile run on the CPU; drop --device')
     if args.products:
-        if device.type != 'cpu':
-            _fail('--products times the CPU products; drop --device')
         return run_products(args, command)
+    if args.onnx_profile:
+        return run_onnx_profile(args, command)
     configs = select_configs(args, device)
     names = [n for n in MODELS if n in args.models]
     benches: Dict[str, Bench] = {n: Bench(n, args.arch, device) for n in names}

@@ -49,6 +49,19 @@ def _version(module: str) -> Optional[str]:
         return None
 
 
+# Environment variables that change how fast the same code runs: the
+# allocator (glibc's mmap threshold decides whether large temporaries are
+# page-faulted afresh on every call), OpenMP and the math libraries, and
+# mmparc's own switches.
+TUNING_PREFIXES = ('MALLOC_', 'OMP_', 'GOMP_', 'KMP_', 'MKL_', 'DNNL_', 'ONEDNN_', 'MMPARC_')
+
+
+def tuning_environment() -> Dict[str, str]:
+    """The performance-relevant environment variables that are set (and ``LD_PRELOAD``)."""
+    return {k: v for k, v in sorted(os.environ.items())
+            if k.startswith(TUNING_PREFIXES) or k == 'LD_PRELOAD'}
+
+
 def machine_info() -> Dict[str, object]:
     """CPU, core count, versions of torch/MKL/oneDNN/onnxruntime, threads, UTC date."""
     return {
@@ -62,12 +75,16 @@ def machine_info() -> Dict[str, object]:
         'onnxruntime': _version('onnxruntime'),
         'intra_op_threads_default': torch.get_num_threads(),
         'interop_threads': torch.get_num_interop_threads(),
+        'environment': tuning_environment(),
         'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
     }
 
 
 def describe(info: Dict[str, object]) -> str:
-    """One line: CPU, cores, versions, date."""
+    """One line: CPU, cores, versions, date, and the tuning environment if any is set."""
+    environment = info.get('environment') or {}
+    tuned = ('; environment: ' + ' '.join(f'{k}={v}' for k, v in environment.items())
+             if environment else '')
     return (f"{info['cpu']} ({info['cores']} cores; {info['cpu_flags']}), torch {info['torch']}, "
             f"MKL {info['mkl']}, oneDNN {info['onednn']}, onnxruntime {info['onnxruntime']}, "
-            f"{info['date']}")
+            f"{info['date']}{tuned}")

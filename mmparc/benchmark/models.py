@@ -142,18 +142,24 @@ class Bench:
     def _onnx_session(self, shape: tuple, threads: int):
         """Export (ParCNetV2 re-parameterised for ``shape``) and open a session."""
         import onnxruntime as ort
-        model = build_model(self.name, self.arch)
-        model.eval()  # (mmpretrain's ConvNeXt.train returns None, so no chaining)
-        if self.name in ('fixed', 'global'):
-            from mmparc.models.deploy import deploy_model
-            deploy_model(model, shape[2:])
         with tempfile.TemporaryDirectory() as tmp:
             path = str(Path(tmp) / 'model.onnx')
-            export_onnx(_LastStage(model).eval(), torch.zeros(*shape), path)
+            export_for_onnxruntime(self.name, self.arch, shape, path)
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
             return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+
+
+def export_for_onnxruntime(name: str, arch: str, shape: tuple, path: str) -> None:
+    """Write the model ``name`` as the benchmark runs it in onnxruntime: ParCNetV2
+    re-parameterised for ``shape`` inputs, the last stage's output, opset 17."""
+    model = build_model(name, arch)
+    model.eval()  # (mmpretrain's ConvNeXt.train returns None, so no chaining)
+    if name in ('fixed', 'global'):
+        from mmparc.models.deploy import deploy_model
+        deploy_model(model, shape[2:])
+    export_onnx(_LastStage(model).eval(), torch.zeros(*shape), path)
 
 
 class _LastStage(torch.nn.Module):
