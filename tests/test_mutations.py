@@ -123,6 +123,10 @@ MUTATIONS: List[Mutation] = [
         'torch.ops.aten.gelu_(b.contiguous())', 'torch.ops.aten.gelu_(b)',
         'tests/test_ops.py::test_gated_projection_inference_leaves_its_inputs[channels_last-dtype0]'),
     Mutation(
+        'toeplitz_kernel_gradient_rows_unflipped', 'mmparc/ops/oversized_conv.py',
+        'F.pad(grad_matrix.flip(1).float(), (0, size))', 'F.pad(grad_matrix.float(), (0, size))',
+        'tests/test_ops.py::test_toeplitz_kernel_gradient_sums_the_diagonals[dtype0-7]'),
+    Mutation(
         'checkpoint_getattr_allows_any_name', 'mmparc/checkpoint/standins.py',
         ' or name not in STATISTICS:', ':',
         'tests/test_checkpoint_loading.py::test_getattr_stand_in_refuses_other_attributes'),

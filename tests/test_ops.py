@@ -404,6 +404,19 @@ def test_gated_projection_inference_leaves_its_inputs(dtype, memory):
 
 
 # -------------------------------------------------------- oversized conv
+@pytest.mark.parametrize('size', [1, 2, 7, 56])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_toeplitz_kernel_gradient_sums_the_diagonals(size, dtype):
+    """The Toeplitz pass's kernel gradient, against autograd through :func:`toeplitz`."""
+    torch.manual_seed(size)
+    kernel = torch.randn(5, 2 * size - 1, requires_grad=True)
+    grad_matrix = torch.randn(5, size, size).to(dtype)
+    (toeplitz(kernel, size) * grad_matrix.float()).sum().backward()
+    ours = oversized_module._toeplitz_kernel_grad(grad_matrix)
+    assert ours.dtype == torch.float32
+    assert_close_scaled([ours], [kernel.grad])
+
+
 def full_length(x: torch.Tensor, kernel_h: torch.Tensor, kernel_w: torch.Tensor) -> torch.Tensor:
     """Independent formula: conv2d with the whole (uncropped) 1-D kernels."""
     channels = x.shape[1]
